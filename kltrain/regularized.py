@@ -1,0 +1,77 @@
+"""Local entropy (eq. 2.2), heat regularization (§2.2) and the mean of q_{x,τ} (eq. 5.1).
+
+Paper symbols → arguments:
+
+    f          ``loss``      (an object with value/grad, see kltrain.losses)
+    x          ``x``         (the point, shape (d,))
+    τ          ``tau``       (variance of φ_{x,τ}, > 0)
+    q_{x,τ}    eq. (2.6): q ∝ exp(−f(x') − |x − x'|²/(2τ))
+
+``local_entropy`` returns F_τ exactly as printed in eq. (2.2), with φ_{x,τ} the
+*normalised* Gaussian. The proof of Theorem 3.1 writes F_τ = −log Z_{x,τ} with
+Z_{x,τ} the normaliser of eq. (2.6); the two differ by a constant:
+
+    −log Z_{x,τ} = F_τ(x) − (d/2) log(2πτ).
+
+``estimator=None`` means exact (:class:`kltrain.estimators.Exact`): a closed
+form when the loss offers one, grid quadrature in log space when d ≤ 2,
+otherwise a ValueError naming the estimator to pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_generator, check_point, check_tau
+from .estimators import Exact, require_kind
+from .losses import check_loss, loss_dim
+
+
+def _prepare(loss, x, tau):
+    check_loss(loss)
+    return check_point(x, loss_dim(loss)), check_tau(tau)
+
+
+def _method(estimator, name: str):
+    estimator = Exact() if estimator is None else estimator
+    fn = getattr(estimator, name, None)
+    if not callable(fn):
+        raise TypeError(f"{type(estimator).__name__} cannot compute {name}")
+    return fn
+
+
+def local_entropy(loss, x, tau, *, estimator=None) -> float:
+    """F_τ(x) = −log ∫ e^{−f(x')} φ_{x,τ}(x') dx', eq. (2.2) as printed."""
+    x, tau = _prepare(loss, x, tau)
+    return float(_method(estimator, "local_entropy")(loss, x, tau))
+
+
+def heat_regularization(loss, x, tau, *, estimator=None) -> float:
+    """F^H_τ(x) = ∫ f(x') φ_{x,τ}(x') dx' = (f * φ_{0,τ})(x), §2.2."""
+    x, tau = _prepare(loss, x, tau)
+    return float(_method(estimator, "heat_regularization")(loss, x, tau))
+
+
+def heat_regularization_grad(loss, x, tau, *, estimator=None) -> np.ndarray:
+    """∇F^H_τ(x) = E_{φ_{x,τ}}[∇f] (closed form or quadrature)."""
+    x, tau = _prepare(loss, x, tau)
+    return np.asarray(_method(estimator, "heat_regularization_grad")(loss, x, tau))
+
+
+def posterior_mean(loss, x, tau, *, estimator=None, rng=None) -> np.ndarray:
+    """E_{X∼q_{x,τ}}[X], eq. (5.1): the minimiser of x' ↦ KL(q_{x,τ} ‖ φ_{x',τ}).
+
+    ``estimator`` is any E_q[X] estimator (kind "mean"); ``rng`` (int seed or
+    Generator) feeds the sampling ones.
+    """
+    x, tau = _prepare(loss, x, tau)
+    estimator = Exact() if estimator is None else estimator
+    require_kind(estimator, "mean", "posterior_mean")
+    state = estimator.init(loss, x, tau)
+    mean, _, _ = estimator.step(as_generator(rng), state, loss, x, tau)
+    return np.asarray(mean)
+
+
+def log_partition_offset(dim: int, tau: float) -> float:
+    """(d/2)·log(2πτ): the constant by which F_τ (eq. 2.2) exceeds −log Z_{x,τ} (eq. 2.6)."""
+    return 0.5 * dim * np.log(2 * np.pi * check_tau(tau))

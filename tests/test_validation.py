@@ -1,0 +1,27 @@
+"""The validation harness: a check passes only when its negative control fails."""
+
+import json
+
+from validation import theorems
+from validation.report import CheckResult, Report
+
+
+def test_check_needs_a_failing_negative_control():
+    assert CheckResult("x", "p", "c", measured=1e-9, tolerance=1e-6, control=1e-3).passed
+    assert not CheckResult("x", "p", "c", measured=1e-9, tolerance=1e-6, control=1e-8).passed
+    assert not CheckResult("x", "p", "c", measured=1e-5, tolerance=1e-6, control=1e-3).passed
+
+
+def test_theorem_checks_pass_on_small_runs():
+    for result in (theorems.closed_forms_vs_quadrature(n=3), theorems.theorem_3_2(n=3, steps=4),
+                   theorems.algorithm_1_is_gradient_descent(n=3, steps=4)):
+        assert result.passed, result
+
+
+def test_report_writes_markdown_and_json(tmp_path):
+    report = Report(tmp_path)
+    report.add(CheckResult("a|b", "Thm", "|x| small", measured=0.0, tolerance=1.0, control=2.0))
+    path = report.write()
+    text = path.read_text()
+    assert "\\|x\\| small" in text and "1/1 checks passed" in text
+    assert json.loads((tmp_path / "results.json").read_text())[0]["passed"] is True

@@ -1,0 +1,279 @@
+"""Toy losses on R^d whose regularizations have closed forms: the oracles.
+
+- :class:`GaussianMixtureLoss` — e^{−f} is a Gaussian mixture, so F_τ (eq. 2.2),
+  E_{q_{x,τ}}[X] (eq. 5.1) and ∇F_τ are Gaussian convolutions in closed form.
+- :class:`GaussianBumpsLoss` — f is a quadratic bowl plus Gaussian bumps/wells,
+  so F^H_τ = f * φ_{0,τ} (§2.2) and ∇F^H_τ are closed form.
+- :class:`Quadratic` — both, plus the exact Algorithm 2 step.
+
+∇F_τ is computed from its own formula (derivative of −log Σ_k w_k N(x; m_k, Σ_k+τI)),
+*not* as (x − E_q[X])/τ, so that eq. (3.5) can be checked against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+from scipy.special import logsumexp
+
+
+def _as_covs(covs, dim: int) -> np.ndarray:
+    covs = np.asarray(covs, dtype=np.float64)
+    if covs.ndim == 1:  # isotropic variances
+        covs = covs[:, None, None] * np.eye(dim)
+    return covs
+
+
+def gaussian_logpdf(X: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """log N(x; mean, cov) at each row of X (n, d)."""
+    c, low = cho_factor(cov, lower=True)
+    diff = X - mean
+    maha = np.einsum("nd,nd->n", diff, cho_solve((c, low), diff.T).T)
+    logdet = 2 * np.log(np.diag(c)).sum()
+    return -0.5 * (maha + logdet + mean.size * np.log(2 * np.pi))
+
+
+def _check_spd(covs: np.ndarray, name: str) -> None:
+    for k, cov in enumerate(covs):
+        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+            raise ValueError(f"{name}[{k}] must be symmetric positive definite, got {cov!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixtureLoss:
+    """f(x) = offset − log Σ_k w_k N(x; m_k, Σ_k).
+
+    ``offset`` shifts f by a constant (F_τ shifts by the same constant, E_q is
+    unchanged), which is how the tests probe under/overflow with ±1000.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    offset: float = 0.0
+
+    def __post_init__(self):
+        means = np.atleast_2d(np.asarray(self.means, dtype=np.float64))
+        weights = np.asarray(self.weights, dtype=np.float64)
+        covs = _as_covs(self.covs, means.shape[1])
+        if weights.shape != (means.shape[0],) or np.any(weights <= 0):
+            raise ValueError(f"weights must be {means.shape[0]} positive numbers, got {weights!r}")
+        _check_spd(covs, "covs")
+        object.__setattr__(self, "means", means)
+        object.__setattr__(self, "weights", weights / weights.sum())
+        object.__setattr__(self, "covs", covs)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def length_scale(self) -> float:
+        return float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in self.covs)))
+
+    def _log_terms(self, X, extra_var: float = 0.0) -> np.ndarray:
+        """log w_k + log N(x; m_k, Σ_k + extra_var·I) for each row, shape (n, K)."""
+        X = np.atleast_2d(X)
+        eye = np.eye(self.dim)
+        return np.stack([np.log(w) + gaussian_logpdf(X, m, c + extra_var * eye)
+                         for w, m, c in zip(self.weights, self.means, self.covs)], axis=1)
+
+    def _responsibility_grad(self, x, extra_var: float) -> np.ndarray:
+        """∇ of −log Σ_k w_k N(x; m_k, Σ_k + extra_var I) at one point."""
+        lt = self._log_terms(x, extra_var)[0]
+        r = np.exp(lt - logsumexp(lt))
+        eye = np.eye(self.dim)
+        return sum(rk * np.linalg.solve(c + extra_var * eye, x - m)
+                   for rk, m, c in zip(r, self.means, self.covs))
+
+    def values(self, X):
+        return self.offset - logsumexp(self._log_terms(X), axis=1)
+
+    def value(self, x):
+        return float(self.values(np.asarray(x)[None])[0])
+
+    def grad(self, x):
+        return self._responsibility_grad(np.asarray(x, dtype=np.float64), 0.0)
+
+    def grads(self, X):
+        return np.stack([self.grad(x) for x in np.atleast_2d(X)])
+
+    # -- closed forms ---------------------------------------------------------
+    def local_entropy(self, x, tau):
+        """F_τ(x) = offset − log Σ_k w_k N(x; m_k, Σ_k + τI)  (eq. 2.2 with φ normalised)."""
+        return float(self.local_entropy_values(np.asarray(x)[None], tau)[0])
+
+    def local_entropy_values(self, X, tau):
+        """F_τ at each row of X (vectorised, for contour plots)."""
+        return self.offset - logsumexp(self._log_terms(X, tau), axis=1)
+
+    def local_entropy_grad(self, x, tau):
+        """∇F_τ(x) = Σ_k π_k (Σ_k + τI)^{-1}(x − m_k), π_k ∝ w_k N(x; m_k, Σ_k + τI)."""
+        return self._responsibility_grad(np.asarray(x, dtype=np.float64), tau)
+
+    def posterior_mean(self, x, tau):
+        """E_{q_{x,τ}}[X] = Σ_k π_k (m_k + Σ_k(Σ_k + τI)^{-1}(x − m_k))  (Gaussian conditioning)."""
+        x = np.asarray(x, dtype=np.float64)
+        lt = self._log_terms(x, tau)[0]
+        pi = np.exp(lt - logsumexp(lt))
+        eye = np.eye(self.dim)
+        return sum(p * (m + c @ np.linalg.solve(c + tau * eye, x - m))
+                   for p, m, c in zip(pi, self.means, self.covs))
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianBumpsLoss:
+    """f(x) = offset + ½(x − c)ᵀB(x − c) + Σ_k a_k exp(−½(x − m_k)ᵀS_k^{-1}(x − m_k)).
+
+    a_k < 0 digs a well of width ~√S_k, a_k > 0 raises a hill; B ⪰ 0 is a bowl.
+    """
+
+    amplitudes: np.ndarray
+    centers: np.ndarray
+    covs: np.ndarray
+    bowl: np.ndarray | float = 0.0
+    bowl_center: np.ndarray | None = None
+    offset: float = 0.0
+
+    def __post_init__(self):
+        centers = np.atleast_2d(np.asarray(self.centers, dtype=np.float64))
+        d = centers.shape[1]
+        amps = np.asarray(self.amplitudes, dtype=np.float64).reshape(centers.shape[0])
+        covs = _as_covs(self.covs, d)
+        _check_spd(covs, "covs")
+        bowl = np.asarray(self.bowl, dtype=np.float64)
+        bowl = bowl * np.eye(d) if bowl.ndim == 0 else bowl
+        if bowl.shape != (d, d) or np.linalg.eigvalsh(bowl).min() < 0:
+            raise ValueError(f"bowl must be a non-negative scalar or a PSD {d}x{d} matrix, got {bowl!r}")
+        bc = np.zeros(d) if self.bowl_center is None else np.asarray(self.bowl_center, float)
+        for name, val in (("centers", centers), ("amplitudes", amps), ("covs", covs),
+                          ("bowl", bowl), ("bowl_center", bc)):
+            object.__setattr__(self, name, val)
+
+    @property
+    def dim(self) -> int:
+        return self.centers.shape[1]
+
+    @property
+    def length_scale(self) -> float:
+        return float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in self.covs)))
+
+    def _bumps(self, X, tau: float):
+        """Each bump convolved with φ_{0,τ}: (values (n, K), precisions (K, d, d))."""
+        X = np.atleast_2d(X)
+        eye = np.eye(self.dim)
+        vals, precs = [], []
+        for a, m, s in zip(self.amplitudes, self.centers, self.covs):
+            st = s + tau * eye
+            prec = np.linalg.inv(st)
+            scale = np.sqrt(np.linalg.det(s) / np.linalg.det(st))
+            diff = X - m
+            vals.append(a * scale * np.exp(-0.5 * np.einsum("nd,de,ne->n", diff, prec, diff)))
+            precs.append(prec)
+        return np.stack(vals, axis=1), np.stack(precs)
+
+    def _bowl(self, X):
+        diff = np.atleast_2d(X) - self.bowl_center
+        return 0.5 * np.einsum("nd,de,ne->n", diff, self.bowl, diff)
+
+    def _smoothed(self, X, tau):
+        return self.offset + self._bowl(X) + 0.5 * tau * np.trace(self.bowl) + self._bumps(X, tau)[0].sum(1)
+
+    def _smoothed_grad(self, x, tau):
+        x = np.asarray(x, dtype=np.float64)
+        vals, precs = self._bumps(x[None], tau)
+        g = self.bowl @ (x - self.bowl_center)
+        for v, p, m in zip(vals[0], precs, self.centers):
+            g = g - v * (p @ (x - m))
+        return g
+
+    def values(self, X):
+        return self._smoothed(X, 0.0)
+
+    def value(self, x):
+        return float(self.values(np.asarray(x)[None])[0])
+
+    def grad(self, x):
+        return self._smoothed_grad(x, 0.0)
+
+    def grads(self, X):
+        return np.stack([self.grad(x) for x in np.atleast_2d(X)])
+
+    # -- closed forms ---------------------------------------------------------
+    def heat_regularization(self, x, tau):
+        """F^H_τ(x): each bump's covariance grows by τI (amplitude × √(|S|/|S+τI|)); bowl gains ½τ tr B."""
+        return float(self._smoothed(np.asarray(x)[None], tau)[0])
+
+    def heat_regularization_values(self, X, tau):
+        """F^H_τ at each row of X (vectorised, for contour plots)."""
+        return self._smoothed(X, tau)
+
+    def heat_regularization_grad(self, x, tau):
+        return self._smoothed_grad(x, tau)
+
+
+@dataclass(frozen=True, eq=False)
+class Quadratic:
+    """f(x) = offset + ½(x − m)ᵀA(x − m), A symmetric positive definite.
+
+    Everything is closed form; the exact steps of Algorithms 1 and 2 coincide:
+    both equal (A + I/τ)^{-1}(A m + x/τ).
+    """
+
+    A: np.ndarray
+    center: np.ndarray
+    offset: float = 0.0
+
+    def __post_init__(self):
+        A = np.atleast_2d(np.asarray(self.A, dtype=np.float64))
+        _check_spd(A[None], "A")
+        object.__setattr__(self, "A", A)
+        object.__setattr__(self, "center", np.asarray(self.center, dtype=np.float64).reshape(A.shape[0]))
+
+    @property
+    def dim(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def length_scale(self) -> float:
+        return float(1 / np.sqrt(np.linalg.eigvalsh(self.A).max()))
+
+    def values(self, X):
+        diff = np.atleast_2d(X) - self.center
+        return self.offset + 0.5 * np.einsum("nd,de,ne->n", diff, self.A, diff)
+
+    def value(self, x):
+        return float(self.values(np.asarray(x)[None])[0])
+
+    def grad(self, x):
+        return self.A @ (np.asarray(x, dtype=np.float64) - self.center)
+
+    def grads(self, X):
+        return (np.atleast_2d(X) - self.center) @ self.A
+
+    def local_entropy(self, x, tau):
+        """F_τ = offset + ½ log|I + τA| + ½(x − m)ᵀ A(I + τA)^{-1} (x − m)."""
+        eye = np.eye(self.dim)
+        diff = np.asarray(x, dtype=np.float64) - self.center
+        M = np.linalg.solve(eye + tau * self.A, self.A)
+        return float(self.offset + 0.5 * np.linalg.slogdet(eye + tau * self.A)[1] + 0.5 * diff @ M @ diff)
+
+    def local_entropy_grad(self, x, tau):
+        eye = np.eye(self.dim)
+        return np.linalg.solve(eye + tau * self.A, self.A @ (np.asarray(x, float) - self.center))
+
+    def posterior_mean(self, x, tau):
+        eye = np.eye(self.dim)
+        return np.linalg.solve(self.A + eye / tau, self.A @ self.center + np.asarray(x, float) / tau)
+
+    def heat_regularization(self, x, tau):
+        return float(self.value(x) + 0.5 * tau * np.trace(self.A))
+
+    def heat_regularization_grad(self, x, tau):
+        return self.grad(x)
+
+    def heat_prox(self, x_k, tau):
+        """argmin_x F^H_τ(x) + |x − x_k|²/(2τ) = (A + I/τ)^{-1}(A m + x_k/τ)."""
+        return self.posterior_mean(x_k, tau)

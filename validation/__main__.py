@@ -1,0 +1,32 @@
+"""``python -m validation``: check the paper's theorems and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from toyproblems.plots import make_all
+
+from . import theorems
+from .report import Report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__)
+    parser.add_argument("--out", default="validation-report", help="report folder (default: validation-report)")
+    args = parser.parse_args(argv)
+
+    report = Report(args.out)
+    print("== Theorems and identities (toy problems, exact schemes) ==", flush=True)
+    for check in theorems.ALL:
+        report.add(check())
+    figures = make_all(report.out / "figures")
+    report.add_section("Toy landscapes (Figs 2.1, 2.2, 5.1) and trajectories",
+                       "\n\n".join(f"![{p.stem}](figures/{p.name})" for p in figures))
+    path = report.write()
+    print(f"\n{sum(c.passed for c in report.checks)}/{len(report.checks)} checks passed; report: {path}")
+    return 0 if report.all_passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
