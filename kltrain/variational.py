@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import logsumexp
+from ._logspace import logsumexp
 
 from ._checks import check_point, check_tau
 from .estimators.quadrature import GridQuadrature, gaussian_logpdf_iso, uniform_grid

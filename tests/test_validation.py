@@ -25,3 +25,11 @@ def test_report_writes_markdown_and_json(tmp_path):
     text = path.read_text()
     assert "\\|x\\| small" in text and "1/1 checks passed" in text
     assert json.loads((tmp_path / "results.json").read_text())[0]["passed"] is True
+
+
+def test_estimator_rate_checks_pass_on_small_runs(tmp_path):
+    from validation import estimators
+    report = Report(tmp_path)
+    result = estimators.importance_sampling_rate(report, n_rep=20, Js=(100, 400, 1600, 6400))
+    assert result.passed, result
+    assert (tmp_path / "figures" / "is_error_vs_J.png").exists()

@@ -5,9 +5,9 @@
 
 from .landscapes import (random_bumps, random_mixture, random_quadratic, wide_and_sharp_bumps,
                          wide_and_sharp_mixture)
-from .losses import GaussianBumpsLoss, GaussianMixtureLoss, Quadratic, gaussian_logpdf
+from .losses import GaussianBumpsLoss, GaussianMixtureLoss, Quadratic
 
 __all__ = [
-    "GaussianBumpsLoss", "GaussianMixtureLoss", "Quadratic", "gaussian_logpdf", "random_bumps",
+    "GaussianBumpsLoss", "GaussianMixtureLoss", "Quadratic", "random_bumps",
     "random_mixture", "random_quadratic", "wide_and_sharp_bumps", "wide_and_sharp_mixture",
 ]

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
-from scipy.special import logsumexp
+from kltrain._logspace import logsumexp
 
 
 def _as_covs(covs, dim: int) -> np.ndarray:
@@ -26,13 +25,18 @@ def _as_covs(covs, dim: int) -> np.ndarray:
     return covs
 
 
-def gaussian_logpdf(X: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """log N(x; mean, cov) at each row of X (n, d)."""
-    c, low = cho_factor(cov, lower=True)
-    diff = X - mean
-    maha = np.einsum("nd,nd->n", diff, cho_solve((c, low), diff.T).T)
-    logdet = 2 * np.log(np.diag(c)).sum()
-    return -0.5 * (maha + logdet + mean.size * np.log(2 * np.pi))
+def _smoothed_covariances(obj, covs: np.ndarray, extra_var: float):
+    """(precisions (K,d,d), log-determinants (K,)) of Σ_k + extra_var·I, cached on ``obj``.
+
+    The same few τ are asked for thousands of times by the samplers; factorising
+    once per τ keeps a gradient call at a few microseconds.
+    """
+    cache = obj.__dict__.setdefault("_cov_cache", {})
+    key = float(extra_var)
+    if key not in cache:
+        shifted = covs + key * np.eye(covs.shape[1])
+        cache[key] = (np.linalg.inv(shifted), np.linalg.slogdet(shifted)[1])
+    return cache[key]
 
 
 def _check_spd(covs: np.ndarray, name: str) -> None:
@@ -73,32 +77,33 @@ class GaussianMixtureLoss:
     def length_scale(self) -> float:
         return float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in self.covs)))
 
-    def _log_terms(self, X, extra_var: float = 0.0) -> np.ndarray:
-        """log w_k + log N(x; m_k, Σ_k + extra_var·I) for each row, shape (n, K)."""
-        X = np.atleast_2d(X)
-        eye = np.eye(self.dim)
-        return np.stack([np.log(w) + gaussian_logpdf(X, m, c + extra_var * eye)
-                         for w, m, c in zip(self.weights, self.means, self.covs)], axis=1)
+    def _log_terms(self, X, extra_var: float = 0.0):
+        """log w_k + log N(x; m_k, Σ_k + extra_var·I), shape (n, K), and the whitened (n, K, d)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        prec, logdet = _smoothed_covariances(self, self.covs, extra_var)
+        diff = X[:, None, :] - self.means[None]                   # (n, K, d)
+        white = np.einsum("kde,nke->nkd", prec, diff)             # (Σ_k + vI)^{-1}(x − m_k)
+        maha = np.einsum("nkd,nkd->nk", diff, white)
+        log_terms = np.log(self.weights) - 0.5 * (maha + logdet + self.dim * np.log(2 * np.pi))
+        return log_terms, white
 
-    def _responsibility_grad(self, x, extra_var: float) -> np.ndarray:
-        """∇ of −log Σ_k w_k N(x; m_k, Σ_k + extra_var I) at one point."""
-        lt = self._log_terms(x, extra_var)[0]
-        r = np.exp(lt - logsumexp(lt))
-        eye = np.eye(self.dim)
-        return sum(rk * np.linalg.solve(c + extra_var * eye, x - m)
-                   for rk, m, c in zip(r, self.means, self.covs))
+    def _responsibility_grads(self, X, extra_var: float) -> np.ndarray:
+        """∇ of −log Σ_k w_k N(x; m_k, Σ_k + extra_var·I) at each row of X, shape (n, d)."""
+        lt, white = self._log_terms(X, extra_var)
+        r = np.exp(lt - logsumexp(lt, axis=1, keepdims=True))  # (n, K) responsibilities
+        return np.einsum("nk,nkd->nd", r, white)
 
     def values(self, X):
-        return self.offset - logsumexp(self._log_terms(X), axis=1)
+        return self.offset - logsumexp(self._log_terms(X)[0], axis=1)
 
     def value(self, x):
         return float(self.values(np.asarray(x)[None])[0])
 
     def grad(self, x):
-        return self._responsibility_grad(np.asarray(x, dtype=np.float64), 0.0)
+        return self._responsibility_grads(np.asarray(x)[None], 0.0)[0]
 
     def grads(self, X):
-        return np.stack([self.grad(x) for x in np.atleast_2d(X)])
+        return self._responsibility_grads(X, 0.0)
 
     # -- closed forms ---------------------------------------------------------
     def local_entropy(self, x, tau):
@@ -107,20 +112,18 @@ class GaussianMixtureLoss:
 
     def local_entropy_values(self, X, tau):
         """F_τ at each row of X (vectorised, for contour plots)."""
-        return self.offset - logsumexp(self._log_terms(X, tau), axis=1)
+        return self.offset - logsumexp(self._log_terms(X, tau)[0], axis=1)
 
     def local_entropy_grad(self, x, tau):
         """∇F_τ(x) = Σ_k π_k (Σ_k + τI)^{-1}(x − m_k), π_k ∝ w_k N(x; m_k, Σ_k + τI)."""
-        return self._responsibility_grad(np.asarray(x, dtype=np.float64), tau)
+        return self._responsibility_grads(np.asarray(x)[None], tau)[0]
 
     def posterior_mean(self, x, tau):
         """E_{q_{x,τ}}[X] = Σ_k π_k (m_k + Σ_k(Σ_k + τI)^{-1}(x − m_k))  (Gaussian conditioning)."""
-        x = np.asarray(x, dtype=np.float64)
-        lt = self._log_terms(x, tau)[0]
-        pi = np.exp(lt - logsumexp(lt))
-        eye = np.eye(self.dim)
-        return sum(p * (m + c @ np.linalg.solve(c + tau * eye, x - m))
-                   for p, m, c in zip(pi, self.means, self.covs))
+        lt, white = self._log_terms(x, tau)
+        pi = np.exp(lt[0] - logsumexp(lt[0]))
+        # m_k + Σ_k (Σ_k + τI)^{-1}(x − m_k): the mean of N(m_k, Σ_k) × N(x; ·, τI)
+        return pi @ (self.means + np.einsum("kde,ke->kd", self.covs, white[0]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,18 +164,14 @@ class GaussianBumpsLoss:
         return float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in self.covs)))
 
     def _bumps(self, X, tau: float):
-        """Each bump convolved with φ_{0,τ}: (values (n, K), precisions (K, d, d))."""
-        X = np.atleast_2d(X)
-        eye = np.eye(self.dim)
-        vals, precs = [], []
-        for a, m, s in zip(self.amplitudes, self.centers, self.covs):
-            st = s + tau * eye
-            prec = np.linalg.inv(st)
-            scale = np.sqrt(np.linalg.det(s) / np.linalg.det(st))
-            diff = X - m
-            vals.append(a * scale * np.exp(-0.5 * np.einsum("nd,de,ne->n", diff, prec, diff)))
-            precs.append(prec)
-        return np.stack(vals, axis=1), np.stack(precs)
+        """Each bump convolved with φ_{0,τ}: values (n, K) and precisions (K, d, d) of S_k + τI."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        prec, logdet = _smoothed_covariances(self, self.covs, tau)
+        base_logdet = _smoothed_covariances(self, self.covs, 0.0)[1]
+        diff = X[:, None, :] - self.centers[None]                  # (n, K, d)
+        maha = np.einsum("nkd,kde,nke->nk", diff, prec, diff)
+        scale = np.exp(0.5 * (base_logdet - logdet))                 # √(|S_k| / |S_k + τI|)
+        return self.amplitudes * scale * np.exp(-0.5 * maha), prec
 
     def _bowl(self, X):
         diff = np.atleast_2d(X) - self.bowl_center
@@ -181,12 +180,13 @@ class GaussianBumpsLoss:
     def _smoothed(self, X, tau):
         return self.offset + self._bowl(X) + 0.5 * tau * np.trace(self.bowl) + self._bumps(X, tau)[0].sum(1)
 
-    def _smoothed_grad(self, x, tau):
-        x = np.asarray(x, dtype=np.float64)
-        vals, precs = self._bumps(x[None], tau)
-        g = self.bowl @ (x - self.bowl_center)
-        for v, p, m in zip(vals[0], precs, self.centers):
-            g = g - v * (p @ (x - m))
+    def _smoothed_grads(self, X, tau):
+        """∇F^H_τ at each row of X (τ = 0 gives ∇f), shape (n, d)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        vals, precs = self._bumps(X, tau)
+        g = (X - self.bowl_center) @ self.bowl
+        for k, m in enumerate(self.centers):
+            g = g - vals[:, [k]] * ((X - m) @ precs[k])
         return g
 
     def values(self, X):
@@ -196,10 +196,10 @@ class GaussianBumpsLoss:
         return float(self.values(np.asarray(x)[None])[0])
 
     def grad(self, x):
-        return self._smoothed_grad(x, 0.0)
+        return self._smoothed_grads(np.asarray(x)[None], 0.0)[0]
 
     def grads(self, X):
-        return np.stack([self.grad(x) for x in np.atleast_2d(X)])
+        return self._smoothed_grads(X, 0.0)
 
     # -- closed forms ---------------------------------------------------------
     def heat_regularization(self, x, tau):
@@ -211,7 +211,7 @@ class GaussianBumpsLoss:
         return self._smoothed(X, tau)
 
     def heat_regularization_grad(self, x, tau):
-        return self._smoothed_grad(x, tau)
+        return self._smoothed_grads(np.asarray(x)[None], tau)[0]
 
 
 @dataclass(frozen=True, eq=False)

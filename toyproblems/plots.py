@@ -24,6 +24,7 @@ from .landscapes import SHARP_CENTER, WIDE_CENTER, wide_and_sharp_bumps, wide_an
 from .losses import GaussianMixtureLoss  # noqa: E402
 
 BOX = (-2.5, 2.5, -2.0, 2.0)
+OVERLAY_COLORS = ["C1", "C2", "C0", "C4", "C6"]  # red (C3) is the exact run
 STARTS = np.array([[2.2, 1.6], [2.0, -1.5], [-2.2, 1.6], [0.3, 1.8]])
 
 
@@ -135,7 +136,7 @@ def plot_trajectories(out: Path, tau: float = 0.2, n_steps: int = 25, extra=None
             for j, (label, (which, est)) in enumerate((extra or {}).items()):
                 if which == alg:
                     t = scheme(loss, x0, tau, n_steps, estimator=est, rng=i)
-                    ax.plot(t[:, 0], t[:, 1], ".-", color=f"C{j + 1}", lw=0.8, ms=2,
+                    ax.plot(t[:, 0], t[:, 1], ".-", color=OVERLAY_COLORS[j % len(OVERLAY_COLORS)], lw=0.8, ms=2,
                             label=label if i == 0 else None)
         ax.set_xlim(BOX[:2])
         ax.set_ylim(BOX[2:])

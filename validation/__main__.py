@@ -7,7 +7,7 @@ import sys
 
 from toyproblems.plots import make_all
 
-from . import theorems
+from . import estimators, theorems
 from .report import Report
 
 
@@ -21,8 +21,14 @@ def main(argv=None) -> int:
     for check in theorems.ALL:
         report.add(check())
     figures = make_all(report.out / "figures")
-    report.add_section("Toy landscapes (Figs 2.1, 2.2, 5.1) and trajectories",
-                       "\n\n".join(f"![{p.stem}](figures/{p.name})" for p in figures))
+    report.add_section("Toy landscapes (Figs 2.1, 2.2, 5.1)",
+                       "\n\n".join(f"![{p.stem}](figures/{p.name})" for p in figures[:3]))
+    print("\n== Sampling estimators (Algs 3-5) against the exact answers ==", flush=True)
+    for check in estimators.ALL:
+        report.add(check(report))
+    report.add_section("Estimator convergence", "\n\n".join(
+        f"![{n}](figures/{n}.png)" for n in ("is_error_vs_J", "sgld_error_vs_J", "robbins_monro_error_vs_iterations")))
+    estimators.trajectories_figure(report)
     path = report.write()
     print(f"\n{sum(c.passed for c in report.checks)}/{len(report.checks)} checks passed; report: {path}")
     return 0 if report.all_passed else 1

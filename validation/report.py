@@ -65,7 +65,8 @@ class Report:
 
     def add_section(self, title: str, markdown: str) -> None:
         self.sections.append((title, markdown))
-        print(f"\n## {title}\n{markdown}\n", flush=True)
+        text = "\n".join(line for line in markdown.splitlines() if not line.startswith("!["))
+        print(f"\n## {title}\n{text}\n", flush=True)
 
     def figure(self, name: str) -> Path:
         return self.out / "figures" / name

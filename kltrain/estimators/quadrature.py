@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp
+from .._logspace import logsumexp
 
 from ..losses import loss_values
 from .base import ExactInfo

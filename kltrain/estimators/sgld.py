@@ -1,0 +1,96 @@
+"""Algorithm 3 of the paper (stochastic gradient Langevin dynamics) for E_{q_{x,τ}}[X].
+
+    x^1 = x, or the previous update's last chain state (warm start, §5.1.1)
+    x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + η_j,   η_j ~ N(0, ε_j I),  j = 1..J−1
+    E_q[X] ≈ Σ_{j=1}^J ε_j x^j / Σ_{j=1}^J ε_j
+
+The drift is ½∇log q_{x,τ}: q ∝ exp(−f(x') − |x − x'|²/2τ) (eq. 2.6).
+
+Paper symbols → arguments: J ``n_steps``; ε_j ``temperatures`` (default
+1/(1000 + j), §6.2); the minibatch is the loss's business: by default every
+inner step uses the update's minibatch (the paper), with ``fresh_minibatch``
+each inner step calls ``loss.resample(rng)`` for a new one (as Entropy-SGD does).
+η_j = √ε_j · ε[j, :] from the counter-based generator (:mod:`kltrain.noise`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from .._checks import check_count
+from .._checks import check_finite_values
+from ..noise import counter_normals, draw_seed
+from ..schedules import HarmonicTemperatures, temperatures_array
+
+
+class SGLDState(NamedTuple):
+    chain: np.ndarray | None  # last chain state, the next update's x^1 when warm-starting
+
+
+class SGLDInfo(NamedTuple):
+    distance: float    # ‖x − x^J‖: how far the chain ended from the anchor x
+    grad_norm: float   # ‖∇f(x^{J−1})‖ at the last gradient evaluation
+    seed: int          # regenerates every η_j
+
+
+@dataclass(frozen=True)
+class SGLD:
+    """Algorithm 3: a weighted time average of a Langevin chain targeting q_{x,τ}.
+
+    Parameters
+    ----------
+    n_steps : J ≥ 1, chain length (J − 1 transitions).
+    temperatures : callable j ↦ ε_j (j = 1..J) or a length-J sequence; default 1/(1000 + j).
+    warm_start : start the chain at the previous update's last state (paper §5.1.1).
+    fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
+    """
+
+    kind: ClassVar[str] = "mean"
+    n_steps: int
+    temperatures: Any = field(default=None, kw_only=True)
+    warm_start: bool = field(default=True, kw_only=True)
+    fresh_minibatch: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self):
+        check_count(self.n_steps, "n_steps", 1)
+        self.eps()  # validate temperatures now, not at the first step
+
+    def eps(self) -> np.ndarray:
+        temps = HarmonicTemperatures() if self.temperatures is None else self.temperatures
+        return temperatures_array(temps, self.n_steps)
+
+    def init(self, loss, x, tau):
+        return SGLDState(chain=np.array(x, dtype=np.float64))
+
+    def start(self, state, x):
+        return state.chain if self.warm_start and state is not None and state.chain is not None else x
+
+    def step(self, rng, state, loss, x, tau):
+        if self.fresh_minibatch and not callable(getattr(loss, "resample", None)):
+            raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
+        seed, eps = draw_seed(rng), self.eps()
+        fast = getattr(loss, "sgld_chain", None)
+        if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
+            mean, chain, grad_norm = fast(x, tau, self.start(state, x), eps, seed,
+                                          rng if self.fresh_minibatch else None)
+        else:
+            mean, chain, grad_norm = self._chain(rng, loss, x, tau, self.start(state, x), eps, seed)
+        return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)
+
+    def _chain(self, rng, loss, x, tau, chain, eps, seed):
+        chain = np.array(chain, dtype=np.float64)
+        total, grad_norm = eps[0] * chain, 0.0
+        block = max(1, 2 ** 16 // chain.size)  # noise rows generated per call (bounded memory)
+        for j in range(1, self.n_steps):  # chain holds x^j; eps[j-1] is ε_j
+            if (j - 1) % block == 0:
+                rows = counter_normals(seed, np.arange(j, min(j + block, self.n_steps)), chain.size)
+            batch = loss.resample(rng) if self.fresh_minibatch else loss
+            g = check_finite_values(batch.grad(chain), "the loss gradient")
+            noise = np.sqrt(eps[j - 1]) * rows[(j - 1) % block]
+            chain = chain - 0.5 * eps[j - 1] * (g - (x - chain) / tau) + noise
+            total += eps[j] * chain
+            grad_norm = float(np.linalg.norm(g))
+        return total / eps.sum(), chain, grad_norm
