@@ -115,7 +115,7 @@ class ImportanceSampling:
         stop = self.n_samples if stop is None else stop
         fast = getattr(loss, "importance_partial", None)
         if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
-            return fast(x, tau, seed, start, stop, self.antithetic), None
+            return fast(x, tau, seed, start, stop, self.antithetic)
         parts, log_ws = [], []
         for lo in range(start, stop, CHUNK):
             eps = proposal_noise(seed, lo, min(lo + CHUNK, stop), x.size, self.antithetic)

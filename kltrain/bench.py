@@ -1,0 +1,138 @@
+"""``kltrain bench``: seconds per parameter update, beside the paper's Table 6.2 and a NumPy baseline.
+
+Settings are the paper's (§6.2): minibatch 20, τ = 0.01, 10³ samples for IS and
+SGLD, M = J = 30 for heat regularization (HR, Robbins–Monro). Each of our
+timings is the best of ``repeat`` runs after a warm-up (JIT compilation
+excluded); the baseline — the straightforward NumPy implementation of the same
+update (NumPy's Generator for the noise, batched matmuls or the hand-written
+NumPy backward) — is timed once in the same run. Compare the ratio, not
+absolute times across runs: the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_mnist
+from .kernels import get_backend, resolve
+from .kernels import reference as ref
+from .kernels.layout import Minibatch
+from .nets import MLP
+from .projected import projected_importance_update
+from .schedules import HarmonicTemperatures, RobbinsMonroSteps
+
+PAPER_TABLE_6_2 = {"SGD": 0.0032, "IS": 6.2504, "SGLD": 7.0599, "HR": 3.3053}  # 784–200–10, seconds
+NETS = {"small": MLP.small, "hidden": MLP.hidden}
+TAU, LR, BATCH = 0.01, 0.01, 20
+
+
+@dataclass(frozen=True)
+class BenchRecord:
+    algorithm: str
+    net: str
+    backend: str
+    samples: int
+    seconds_per_update: float
+    reference_seconds_per_update: float | None
+    reference: str
+    paper_seconds_per_update: float | None
+
+    @property
+    def speedup(self) -> float | None:
+        ref_s = self.reference_seconds_per_update
+        return None if ref_s is None else ref_s / self.seconds_per_update
+
+
+def best_time(fn, repeat: int) -> float:
+    """Best wall time of ``repeat`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _cases(net, mb, params, backend, samples, m):
+    """(algorithm, samples, ours, reference name, reference) for one net."""
+    rng = np.random.default_rng(0)
+    eps = HarmonicTemperatures()(np.arange(1, samples + 1))
+    steps = RobbinsMonroSteps(0.1, 0.7)(np.arange(1, m + 1))
+    X, y = mb.X, mb.y
+    sgd_ref = lambda: params - LR * net.loss_and_grad(params, X, y)[1]  # noqa: E731
+    is_ref = lambda: ref.naive_importance_update(net, params, X, y, TAU, samples, rng)  # noqa: E731
+    return [
+        ("SGD", 1, lambda: params - LR * backend.loss_and_grad(mb, params)[1], "NumPy backward", sgd_ref),
+        ("IS", samples, lambda: projected_importance_update(backend, mb, params, TAU, 1, samples),
+         "NumPy, noise materialised", is_ref),
+        ("IS per-sample", samples, lambda: backend.importance_partial(mb, params, TAU, 1, 0, samples, False),
+         "NumPy, noise materialised", is_ref),
+        ("SGLD", samples, lambda: backend.sgld_chain(mb, params, params, TAU, eps, 1),
+         "NumPy backward per step", lambda: ref.naive_sgld_update(net, params, params, X, y, TAU, eps, rng)),
+        ("HR", m * m, lambda: backend.robbins_monro(mb, params, TAU, steps, m, 1),
+         "NumPy backward per draw", lambda: ref.naive_robbins_monro(net, params, X, y, TAU, steps, m, rng)),
+    ]
+
+
+def run_bench(nets=("small", "hidden"), backend="cpu", repeat=3, samples=1000, m=30,
+              reference=True, json_path=None, printer=print) -> list[BenchRecord]:
+    """Time every algorithm on every net; print the table; optionally write JSON records."""
+    backend_name = resolve(backend)
+    kernels = get_backend(backend_name)
+    X_train, y_train, _, _ = load_mnist(quiet=True)
+    rows = []  # (net, algorithm, samples, seconds, reference name, reference fn)
+    for net_name in nets:  # ours first: a NumPy baseline leaves OpenBLAS threads spinning for a while
+        net = NETS[net_name]()
+        mb = Minibatch.build(net, X_train[:BATCH], y_train[:BATCH])
+        for algorithm, n, ours, ref_name, ref_fn in _cases(net, mb, net.init(0), kernels, samples, m):
+            rows.append((net_name, algorithm, n, best_time(ours, repeat), ref_name, ref_fn))
+    records, ref_cache = [], {}
+    for net_name, algorithm, n, seconds, ref_name, ref_fn in rows:
+        ref_seconds = None
+        if reference:
+            key = (net_name, ref_name, n)  # both IS rows share one baseline timing
+            ref_seconds = ref_cache.get(key) or best_time(ref_fn, 1)
+            ref_cache[key] = ref_seconds
+        paper = PAPER_TABLE_6_2.get(algorithm) if net_name == "hidden" else None
+        records.append(BenchRecord(algorithm, net_name, backend_name, n, seconds, ref_seconds, ref_name, paper))
+        printer(format_row(records[-1]))
+    if json_path:
+        write_json(records, json_path)
+    return records
+
+
+HEADER = (f"{'algorithm':<14} {'net':<7} {'backend':<7} {'samples':>7} {'s/update':>10} "
+          f"{'NumPy s/update':>15} {'speedup':>8} {'paper (Tab 6.2)':>16}")
+
+
+def format_row(r: BenchRecord) -> str:
+    ref_s = "" if r.reference_seconds_per_update is None else f"{r.reference_seconds_per_update:.4g}"
+    speed = "" if r.speedup is None else f"{r.speedup:.0f}x"
+    paper = "" if r.paper_seconds_per_update is None else f"{r.paper_seconds_per_update:.4g}"
+    return (f"{r.algorithm:<14} {r.net:<7} {r.backend:<7} {r.samples:>7} {r.seconds_per_update:>10.4g} "
+            f"{ref_s:>15} {speed:>8} {paper:>16}")
+
+
+def write_json(records, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([dict(asdict(r), speedup=r.speedup) for r in records], indent=1))
+    return path
+
+
+def markdown_table(records) -> str:
+    """The bench table as markdown (for the validation report)."""
+    lines = ["| algorithm | net | backend | samples | s/update | NumPy baseline s/update | speedup | paper (Table 6.2) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r.algorithm} | {r.net} | {r.backend} | {r.samples} | {r.seconds_per_update:.4g} | "
+                     f"{'' if r.reference_seconds_per_update is None else f'{r.reference_seconds_per_update:.4g}'} | "
+                     f"{'' if r.speedup is None else f'{r.speedup:.0f}×'} | "
+                     f"{'' if r.paper_seconds_per_update is None else r.paper_seconds_per_update} |")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Backends for the MLP hot paths, behind one small dispatch.
+
+Every backend module offers the same functions (see :mod:`kltrain.kernels.reference`):
+``loss_and_grad``, ``population_losses``, ``importance_partial``,
+``projected_partial``, ``sgld_chain``, ``robbins_monro`` and ``normals``, all
+taking a :class:`~kltrain.kernels.layout.Minibatch`. The algorithms call
+``get_backend(name)`` and never branch on which one runs.
+
+    "numpy"  readable float64 reference, noise materialised
+    "cpu"    numba kernels (parallel, float32), noise regenerated
+    "cuda"   numba.cuda kernels (needs a GPU and the ``cuda`` extra)
+    "auto"   cuda when numba.cuda finds a GPU, else cpu
+"""
+
+from __future__ import annotations
+
+BACKENDS = ("auto", "cpu", "cuda", "numpy")
+
+
+def cuda_available() -> bool:
+    """True when numba.cuda is importable and sees a real (not simulated) GPU."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return bool(cuda.is_available()) and not getattr(cuda, "simulator_enabled", False) \
+            and not _simulator_on()
+    except Exception:  # a broken driver is "no GPU", not a crash
+        return False
+
+
+def _simulator_on() -> bool:
+    import os
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def resolve(name: str) -> str:
+    """The concrete backend name for ``name`` (``auto`` → cuda or cpu)."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return name
+
+
+def get_backend(name: str = "auto"):
+    """The backend module for ``name``; a clear error if cuda is asked for without a GPU."""
+    name = resolve(name)
+    if name == "numpy":
+        from . import reference
+        return reference
+    if name == "cpu":
+        from . import cpu_backend
+        return cpu_backend
+    raise RuntimeError("backend='cuda' needs a CUDA GPU and numba-cuda (pip install 'kltrain[cuda]'); "
+                       "none was found — use backend='cpu' or 'auto'")

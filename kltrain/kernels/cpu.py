@@ -1,0 +1,255 @@
+"""numba CPU kernels: the population loss, importance sampling, SGLD and Robbins–Monro for MLPs.
+
+All noise is regenerated from (seed, sample, coordinate) by
+:mod:`kltrain.kernels.counter`, so these kernels see exactly the samples of the
+NumPy reference (:mod:`kltrain.kernels.reference`), up to float32 rounding.
+
+- ``importance_partials``: one pass per sample j — generate ε_j into a
+  thread-local buffer, evaluate f(x + √τ ε_j), and fold e^{−f} ε_j into a
+  running log-sum-exp accumulator (no J×d matrix, no second pass).
+- ``projected_partials``: the same over the projected noise of
+  :mod:`kltrain.projected` (r·H + tail coordinates per sample instead of d).
+- ``sgld_chain``: Algorithm 3's inner loop, gradient and update fused.
+- ``robbins_monro``: Algorithm 5; only the W₁ rows of pixels that are nonzero
+  in the minibatch (and the later layers) affect ∇f(z), so only their noise is drawn.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .counter import fill_normals, normal_pair, sample_key
+from .cpu_mlp import (JIT, axpy, cross_entropy, dense_t, layer_block, loss_and_grad, relu, scratch_size_of,
+                      sparse_affine)
+
+# Parallel kernels take ``n_threads`` as an argument: calling nb.get_num_threads()
+# inside a jitted function makes numba refuse to cache it (a ctypes pointer),
+# and recompiling costs ~10 s per process.
+PJIT = dict(JIT, parallel=True)
+
+
+@nb.njit(**JIT)
+def perturbed_tail_loss(p, e, shift, s, base0, t0, y, offsets, work, wt, bias):
+    """f at p + s·e given the first layer's noise term t0 (B, H₁); e[k − shift] perturbs p[k].
+
+    The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p); each
+    later layer's perturbed weights are written straight into the transposed scratch ``wt``.
+    """
+    B = y.size
+    act = layer_block(work, offsets, B, 0, 0)
+    for b in range(B):
+        for o in range(act.shape[1]):
+            act[b, o] = base0[b, o] + s * t0[b, o]
+    for layer in range(1, offsets.shape[0]):
+        relu(act)
+        w, bb, fi, fo = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2], offsets[layer, 3]
+        v = wt[:fo * fi].reshape(fo, fi)
+        for h in range(fi):
+            r = w + h * fo
+            for o in range(fo):
+                v[o, h] = p[r + o] + s * e[r + o - shift]
+        for o in range(fo):
+            bias[o] = p[bb + o] + s * e[bb + o - shift]
+        nxt = layer_block(work, offsets, B, layer, 0)
+        dense_t(act, v, bias, nxt)
+        act = nxt
+    return cross_entropy(act, y)
+
+
+@nb.njit(**JIT)
+def fold_log_weight(lw, sign, e, acc, stats):
+    """Running log-sum-exp: stats = (m, Σw, Σw²) with w = e^{lw − m}; acc += sign·w·e."""
+    if lw > stats[0]:
+        scale = np.exp(stats[0] - lw)
+        acc *= np.float32(scale)
+        stats[1] *= scale
+        stats[2] *= scale * scale
+        stats[0] = lw
+    w = np.exp(lw - stats[0])
+    stats[1] += w
+    stats[2] += w * w
+    wf = np.float32(sign * w)
+    for c in range(acc.size):
+        acc[c] += wf * e[c]
+
+
+@nb.njit(**PJIT)
+def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, idx, val, offsets, n_threads):
+    """Per-thread IS partials over samples [start, stop): (stats (T, 3), acc (T, d), log_w).
+
+    Antithetic: samples 2q and 2q+1 share ε (the second with −ε), generated once.
+    Each thread takes a contiguous range of noise sources and keeps its statistics
+    local until the end (shared rows of ``stats`` false-shared a cache line).
+    """
+    d = p.size
+    stats = np.empty((n_threads, 3))
+    acc = np.zeros((n_threads, d), dtype=np.float32)
+    log_w = np.empty(stop - start)
+    per = 2 if antithetic else 1
+    first, last = start // per, (stop - 1) // per + 1      # noise sources to generate
+    for t in nb.prange(n_threads):
+        local = np.array([-np.inf, 0.0, 0.0])
+        e = np.empty(d, dtype=np.float32)
+        wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(d, dtype=np.float32)
+        work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
+        t0 = np.empty((y.size, offsets[0, 3]), dtype=np.float32)
+        lo, hi = thread_range(first, last, n_threads, t)
+        for src in range(lo, hi):
+            fill_normals(sample_key(key, src), 0, e)
+            sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
+            for r in range(per):
+                j = src * per + r
+                if start <= j < stop:
+                    sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
+                    lw = -perturbed_tail_loss(p, e, 0, np.float32(s * sign), base0, t0, y, offsets, work, wt, bias)
+                    log_w[j - start] = lw
+                    fold_log_weight(lw, sign, e, acc[t], local)
+        stats[t] = local
+    return stats, acc, log_w
+
+
+@nb.njit(**JIT)
+def thread_range(first, last, n_threads, t):
+    """Thread t's contiguous share of [first, last)."""
+    n = last - first
+    return first + (n * t) // n_threads, first + (n * (t + 1)) // n_threads
+
+
+@nb.njit(**JIT)
+def work_size_of(offsets, batch):
+    total = 0
+    for k in range(offsets.shape[0]):
+        total += offsets[k, 3]
+    return 2 * batch * total
+
+
+@nb.njit(**PJIT)
+def projected_partials(p, s, key, n_samples, antithetic, base0, tri, rank, y, offsets, n_threads):
+    """IS partials over projected noise ξ_j = [N_j (rank×H₁) | noise of p[b₁:]] (see kltrain.projected).
+
+    The first layer's noise term is tri·N_j + e_b₁, tri = Rᵀ (B × rank, lower-trapezoidal:
+    row b uses N_j's first min(b+1, rank) rows).
+    """
+    H = offsets[0, 3]
+    head = rank * H
+    tail_start = offsets[0, 1]                 # b₁: first parameter after W₁
+    length = head + p.size - tail_start
+    shift = tail_start - head                  # ξ[k − shift] perturbs p[k] for k ≥ b₁
+    stats = np.empty((n_threads, 3))
+    acc = np.zeros((n_threads, length), dtype=np.float32)
+    log_w = np.empty(n_samples)
+    per = 2 if antithetic else 1
+    n_src = (n_samples + per - 1) // per
+    for t in nb.prange(n_threads):
+        local = np.array([-np.inf, 0.0, 0.0])
+        xi = np.empty(length, dtype=np.float32)
+        wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(p.size, dtype=np.float32)
+        work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
+        t0 = np.empty((y.size, H), dtype=np.float32)
+        lo, hi = thread_range(0, n_src, n_threads, t)
+        for src in range(lo, hi):
+            fill_normals(sample_key(key, src), 0, xi)
+            for b in range(y.size):
+                tb = t0[b]
+                tb[:] = xi[head:head + H]                       # e_b₁
+                for k in range(min(b + 1, rank)):
+                    axpy(tri[b, k], xi[k * H:(k + 1) * H], tb)  # Rᵀ·N_j
+            for r in range(per):
+                j = src * per + r
+                if j < n_samples:
+                    sign = 1.0 - 2.0 * r
+                    lw = -perturbed_tail_loss(p, xi, shift, np.float32(s * sign), base0, t0, y, offsets, work, wt, bias)
+                    log_w[j] = lw
+                    fold_log_weight(lw, sign, xi, acc[t], local)
+        stats[t] = local
+    return stats, acc, log_w
+
+
+BLOCK = 2048  # coordinates per noise block: generated contiguously (vectorised), then applied
+
+
+@nb.njit(**PJIT)
+def langevin_update(x, chain, grad, total, e, e_next, tau, key, j):
+    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + √e·ε_j ;  total += e_next·chain (Alg. 3)."""
+    half, root = np.float32(0.5 * e), np.float32(np.sqrt(e))
+    inv_tau, en = np.float32(1.0 / tau), np.float32(e_next)
+    skey = sample_key(key, j)
+    n_blocks = (chain.size + BLOCK - 1) // BLOCK
+    for blk in nb.prange(n_blocks):
+        lo = blk * BLOCK
+        hi = min(lo + BLOCK, chain.size)
+        z = np.empty(hi - lo, dtype=np.float32)
+        fill_normals(skey, lo, z)
+        c, g, xb, tb = chain[lo:hi], grad[lo:hi], x[lo:hi], total[lo:hi]
+        for k in range(hi - lo):
+            c[k] += -half * (g[k] - (xb[k] - c[k]) * inv_tau) + root * z[k]
+            tb[k] += en * c[k]
+
+
+@nb.njit(**JIT)
+def sgld_chain(x, chain, tau, eps, key, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets):
+    """Algorithm 3 on a fixed minibatch: returns (Σ ε_j x^j / Σ ε_j, last state, last |∇f|).
+
+    ``chain`` (x^1) is updated in place; noise sample j drives the step from x^j.
+    """
+    grad = np.zeros_like(x)
+    work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
+    total = (eps[0] * chain).astype(np.float32)
+    for j in range(1, eps.size):
+        loss_and_grad(chain, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets, work, grad)
+        langevin_update(x, chain, grad, total, eps[j - 1], eps[j], tau, key, j)
+    grad_norm = np.sqrt(np.sum(grad.astype(np.float64) ** 2)) if eps.size > 1 else 0.0
+    return total / np.float32(eps.sum()), chain, grad_norm
+
+
+@nb.njit(**JIT)
+def fill_needed_noise(skey, x, root_tau, cols, offsets, z):
+    """z = x + √τ·ε on the coordinates ∇f reads: active W₁ rows and everything after W₁."""
+    H, w0, tail = offsets[0, 3], offsets[0, 0], offsets[0, 1]
+    for c in range(cols.size):
+        r = w0 + cols[c] * H
+        fill_normals(skey, r, z[r:r + H])
+    fill_normals(skey, tail, z[tail:])
+    for c in range(cols.size):
+        r = w0 + cols[c] * H
+        for o in range(H):
+            z[r + o] = x[r + o] + root_tau * z[r + o]
+    for k in range(tail, x.size):
+        z[k] = x[k] + root_tau * z[k]
+
+
+@nb.njit(**PJIT)
+def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, colptr, col_row, col_val,
+                  offsets, n_threads):
+    """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (τ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
+
+    Returns (x^J, |ĥ| at the last iteration). Sample m of iteration j is noise sample (j−1)·M + m.
+    """
+    d, M = x_k.size, n_samples
+    x = x_k.copy()
+    root_tau = np.float32(np.sqrt(tau))
+    grads = np.zeros((n_threads, d), dtype=np.float32)   # rows of inactive pixels stay zero
+    sums = np.zeros((n_threads, d), dtype=np.float32)
+    zs = np.zeros((n_threads, d), dtype=np.float32)
+    works = np.empty((n_threads, work_size_of(offsets, y.size)), dtype=np.float32)
+    residual = 0.0
+    for j in range(1, steps.size + 1):
+        for t in nb.prange(n_threads):
+            sums[t, :] = 0.0
+            for m in range(t, M, n_threads):
+                fill_needed_noise(sample_key(key, (j - 1) * M + m), x, root_tau, cols, offsets, zs[t])
+                loss_and_grad(zs[t], y, indptr, idx, val, cols, colptr, col_row, col_val, offsets,
+                              works[t], grads[t])
+                sums[t] += grads[t]
+        a, scale = np.float32(steps[j - 1]), np.float32(tau / M)
+        res2 = 0.0
+        for c in range(d):
+            g = np.float32(0.0)
+            for t in range(n_threads):
+                g += sums[t, c]
+            h = x[c] - x_k[c] + scale * g        # eq. (5.3)
+            res2 += np.float64(h) * h
+            x[c] -= a * h
+        residual = np.sqrt(res2)
+    return x, residual

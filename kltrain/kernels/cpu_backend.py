@@ -1,0 +1,84 @@
+"""The numba CPU backend: the reference interface (kltrain.kernels.reference) on the numba kernels."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ..estimators.importance import ISPartial, combine
+from ..noise import stream_key
+from . import cpu, cpu_mlp
+from .counter import counter_normals_f32
+
+
+def _f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _first_layer_base(mb, params):
+    """A·W₁ + b₁ at the unperturbed parameters, (B, H₁), by the sparse kernel (no BLAS)."""
+    w0, b0, _, H = mb.net.layer_offsets[0]
+    out = np.empty((mb.batch_size, H), dtype=np.float32)
+    cpu_mlp.sparse_affine(params, w0, b0, H, mb.indptr, mb.idx, mb.val, out)
+    return out
+
+
+def _combine_threads(stats, acc, n) -> ISPartial:
+    """Per-thread (m, Σw, Σw², Σwε) rows → one ISPartial (threads that saw no sample dropped)."""
+    parts = [ISPartial(float(st[0]), float(st[1]), float(st[2]), a.astype(np.float64), 0)
+             for st, a in zip(stats, acc) if st[1] > 0]
+    return combine(parts)._replace(n=n)
+
+
+def loss_and_grad(mb, params):
+    params = _f32(params)
+    grad = np.zeros_like(params)
+    work = np.empty(cpu_mlp.work_size(mb.net, mb.batch_size), dtype=np.float32)
+    loss = cpu_mlp.loss_and_grad(params, mb.y, mb.indptr, mb.idx, mb.val, mb.cols, mb.colptr, mb.col_row,
+                                 mb.col_val, mb.offsets, work, grad)
+    return loss, grad
+
+
+def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    params = _f32(params)
+    stats, acc, log_w = cpu.importance_partials(
+        params, np.sqrt(tau), stream_key(seed), start, stop, antithetic, _first_layer_base(mb, params),
+        mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, nb.get_num_threads())
+    return _combine_threads(stats, acc, stop - start), log_w
+
+
+def population_losses(mb, params, tau, seed, samples):
+    """f(x + √τ ε_j) for each j in ``samples`` (via one-sample IS partials)."""
+    return np.array([-importance_partial(mb, params, tau, seed, j, j + 1, False)[1][0] for j in samples])
+
+
+def projected_partial(mb, params, tau, seed, n_samples, antithetic, tri, rank):
+    params = _f32(params)
+    stats, acc, log_w = cpu.projected_partials(
+        params, np.sqrt(tau), stream_key(seed), n_samples, antithetic, _first_layer_base(mb, params),
+        _f32(tri), rank, mb.y, mb.offsets, nb.get_num_threads())
+    return _combine_threads(stats, acc, n_samples), log_w
+
+
+def sgld_chain(mb, x, chain, tau, eps, seed):
+    chain = _f32(chain).copy()
+    mean, chain, grad_norm = cpu.sgld_chain(
+        _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
+        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets)
+    return mean, chain, float(grad_norm)
+
+
+def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j):
+    """One Algorithm 3 transition in place (chain, total) with noise sample j."""
+    cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j)
+
+
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
+    x, residual = cpu.robbins_monro(
+        _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
+        mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads())
+    return x, float(residual)
+
+
+def normals(seed, samples, n_coords):
+    return counter_normals_f32(stream_key(seed), np.asarray(samples, dtype=np.int64), 0, n_coords)

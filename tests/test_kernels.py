@@ -1,0 +1,108 @@
+"""Backend parity: the numba CPU kernels against the NumPy reference, on the same counter noise."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kltrain.estimators.importance import combine, posterior_mean_from_partial
+from kltrain.kernels import get_backend, resolve
+from kltrain.kernels.counter import counter_normals_f32
+from kltrain.kernels.layout import Minibatch
+from kltrain.nets import MLP
+from kltrain.noise import counter_normals, stream_key
+
+REF, CPU = get_backend("numpy"), get_backend("cpu")
+TOL = 2e-5  # float32 kernels vs float64 reference
+
+
+@st.composite
+def minibatches(draw):
+    """A small MLP on sparse MNIST-like inputs (some rows blank, some repeated)."""
+    hidden = draw(st.lists(st.integers(1, 6), max_size=2))
+    net = MLP((draw(st.integers(3, 12)), *hidden, draw(st.integers(2, 4))))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    B = draw(st.integers(1, 5))
+    X = rng.random((B, net.sizes[0])) * (rng.random((B, net.sizes[0])) < 0.4)
+    if B > 2 and draw(st.booleans()):
+        X[1] = X[0]      # a repeated image
+        X[2] = 0.0       # a blank image
+    y = rng.integers(0, net.sizes[-1], size=B)
+    params = net.init(rng) + np.float32(0.05) * rng.normal(size=net.n_params).astype(np.float32)
+    return Minibatch.build(net, X, y), params
+
+
+@given(st.integers(0, 2 ** 40), st.lists(st.integers(0, 2 ** 32 - 2), min_size=1, max_size=4),
+       st.integers(0, 9), st.integers(1, 40))
+def test_numba_normals_match_the_numpy_generator(seed, samples, start, n):
+    a = counter_normals_f32(stream_key(seed), np.array(samples, dtype=np.int64), start, n)
+    b = counter_normals(seed, samples, n, coord_offset=start)
+    np.testing.assert_allclose(a, b, atol=5e-6, rtol=1e-5)
+
+
+@given(minibatches(), st.floats(1e-3, 0.5), st.integers(0, 1000), st.booleans())
+def test_importance_partial_parity(case, tau, seed, antithetic):
+    mb, params = case
+    a, log_a = CPU.importance_partial(mb, params, tau, seed, 3, 40, antithetic)
+    b, log_b = REF.importance_partial(mb, params, tau, seed, 3, 40, antithetic)
+    np.testing.assert_allclose(log_a, log_b, atol=TOL)
+    x = params.astype(np.float64)
+    np.testing.assert_allclose(posterior_mean_from_partial(a, x, tau), posterior_mean_from_partial(b, x, tau),
+                               atol=TOL)
+    assert a.n == b.n == 37 and abs(a.sum_w ** 2 / a.sum_w2 - b.sum_w ** 2 / b.sum_w2) < 1e-3
+
+
+@given(minibatches(), st.integers(0, 1000))
+def test_population_losses_parity(case, seed):
+    mb, params = case
+    np.testing.assert_allclose(CPU.population_losses(mb, params, 0.05, seed, [0, 5, 9]),
+                               REF.population_losses(mb, params, 0.05, seed, [0, 5, 9]), atol=TOL)
+
+
+def test_population_loss_negative_control_other_seed_differs():
+    mb, params = Minibatch.build(MLP((6, 3)), np.eye(6)[:3], [0, 1, 2]), MLP((6, 3)).init(0)
+    assert np.abs(CPU.population_losses(mb, params, 0.05, 1, [0]) - REF.population_losses(mb, params, 0.05, 2, [0])).max() > 1e-3
+
+
+@given(minibatches(), st.integers(0, 1000))
+def test_cpu_shards_combine_to_the_whole(case, seed):
+    mb, params = case
+    whole, _ = CPU.importance_partial(mb, params, 0.1, seed, 0, 30, False)
+    parts = [CPU.importance_partial(mb, params, 0.1, seed, lo, hi, False)[0] for lo, hi in [(0, 7), (7, 8), (8, 30)]]
+    x = params.astype(np.float64)
+    np.testing.assert_allclose(posterior_mean_from_partial(combine(parts), x, 0.1),
+                               posterior_mean_from_partial(whole, x, 0.1), atol=1e-6)
+
+
+@given(minibatches(), st.integers(0, 1000))
+def test_sgld_chain_parity(case, seed):
+    mb, params = case
+    eps = 1.0 / (100.0 + np.arange(1, 13))
+    a = CPU.sgld_chain(mb, params, params.copy(), 0.05, eps, seed)
+    b = REF.sgld_chain(mb, params, params.copy(), 0.05, eps, seed)
+    np.testing.assert_allclose(a[0], b[0], atol=TOL)
+    np.testing.assert_allclose(a[1], b[1], atol=TOL)
+
+
+@given(minibatches(), st.integers(0, 1000))
+def test_robbins_monro_parity(case, seed):
+    mb, params = case
+    steps = 0.1 * np.arange(1, 5) ** -0.7
+    a, res_a = CPU.robbins_monro(mb, params, 0.05, steps, 3, seed)
+    b, res_b = REF.robbins_monro(mb, params, 0.05, steps, 3, seed)
+    np.testing.assert_allclose(a, b, atol=TOL)
+    assert res_a == pytest.approx(res_b, rel=1e-4, abs=1e-6)
+
+
+def test_backend_dispatch_errors():
+    with pytest.raises(ValueError, match="backend"):
+        get_backend("gpu")
+    assert resolve("auto") in ("cpu", "cuda")
+
+
+def test_cuda_backend_without_gpu_is_a_clear_error(monkeypatch):
+    import kltrain.kernels as kernels
+    monkeypatch.setattr(kernels, "cuda_available", lambda: False)
+    with pytest.raises(RuntimeError, match="GPU"):
+        kernels.get_backend("cuda")
+    assert kernels.resolve("auto") == "cpu"
