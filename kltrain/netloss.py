@@ -4,9 +4,9 @@
 parameters x on one minibatch: it has ``value``/``grad``/``values`` like any
 loss, so ``kltrain.posterior_mean(loss, x, tau, estimator=...)`` works on it.
 It also offers the fast paths the estimators look for —
-``importance_partial`` and ``projected_importance_update`` (Alg. 4),
-``sgld_chain`` (Alg. 3), ``robbins_monro`` (Alg. 5) — run by the chosen
-backend (:mod:`kltrain.kernels`).
+``importance_partial`` (Alg. 4), ``sgld_chain`` (Alg. 3), ``robbins_monro``
+(Alg. 5), and their exact-in-distribution ``projected_*`` versions
+(:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
 
 ``TrainingSet(net, X, y, batch_size)`` draws minibatch losses; a loss drawn
 from it can ``resample(rng)`` (SGLD's ``fresh_minibatch`` option).
@@ -20,7 +20,7 @@ from ._checks import as_generator, check_count
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
 from .nets import MLP
-from .projected import projected_importance_update
+from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
 
 class MinibatchLoss:
@@ -80,8 +80,14 @@ class MinibatchLoss:
             grad_norm = float(np.linalg.norm(g))
         return total / np.float32(eps.sum()), chain, grad_norm
 
+    def projected_sgld_chain(self, x, tau, start, eps, seed):
+        return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed)
+
     def robbins_monro(self, x_k, tau, steps, n_samples, seed):
         return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)
+
+    def projected_robbins_monro(self, x_k, tau, steps, n_samples, seed):
+        return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
 
 
 class TrainingSet:

@@ -1,36 +1,34 @@
-"""An exact-in-distribution importance-sampling update for MLPs (Algorithm 4, fast).
+"""Exact-in-distribution IS, SGLD and Robbins–Monro updates for MLPs, in reduced coordinates.
 
-Write the parameters as x = (W₁, rest), with W₁ the in×H first-layer weights,
-and the IS update of eq. (5.2) as x + √τ Σ_j w̄_j ε_j with normalised weights
-w̄_j ∝ exp(−f(x + √τ ε_j)). The network sees the first layer's noise E_j (in×H)
-only through A·E_j, A the B×in minibatch. Let A = V S Uᵀ be a thin SVD with r
-nonzero singular values (r ≤ B; blank or repeated images lower it) and U_r the
-in×r basis of A's row space. Then
+Write the parameters as x = (W₁, rest), W₁ the in×H first-layer weights, and let
+A (B×in) be the minibatch. The network sees W₁ only through A·W₁. Take a thin
+SVD A = V S Uᵀ with r nonzero singular values (r ≤ B; blank or repeated images
+lower it), a QR factorisation (V_r S_r)ᵀ = Q R, and the orthonormal basis
+Ũ = U_r Q (in×r). Then
 
-    A·E_j = V_r S_r G_j,     G_j = U_rᵀ E_j ∈ R^{r×H}, entries iid N(0, 1),
-    E_j   = U_r G_j + P⊥ E_j,  P⊥ = I − U_r U_rᵀ,
+    A·W₁ = Rᵀ c̃,   c̃ = Ũᵀ W₁ ∈ R^{r×H},   W₁ = Ũ c̃ + P⊥W₁,   P⊥ = I − Ũ Ũᵀ,
 
-and P⊥E_j is independent of G_j — hence of the loss and of every weight w̄_j.
-So, conditionally on the weights,
+so f(x) = f̃(x̃) where x̃ = (c̃, rest) are the parameters of an MLP with sizes
+(r, H, ..., C) on the inputs X̃ = Rᵀ (B×r, lower-trapezoidal) — the *reduced
+problem*, which the ordinary kernels run on. An isotropic Gaussian on x splits
+into independent isotropic Gaussians on x̃ and on P⊥W₁ (Ũ is orthonormal), and
+P⊥W₁ receives no gradient. Hence, exactly in distribution:
 
-    Σ_j w̄_j P⊥E_j ~ P⊥ · N(0, (Σ_j w̄_j²) I)  (column by column),
+- **IS (Alg. 4)**: Σ_j w̄_j ε_j = (Σ_j w̄_j ξ_j on x̃) + P⊥ Σ_j w̄_j E⊥_j, and given the
+  weights the last term is P⊥·N(0, s² I) with s² = Σ_j w̄_j² (antithetic pairs:
+  Σ_p (w̄_{2p} − w̄_{2p+1})²): one Gaussian draw P⊥Z per update.
+- **Robbins–Monro (Alg. 5)**: P⊥x^j − P⊥x_k = (1 − a_j)(P⊥x^{j−1} − P⊥x_k) = 0, so the
+  iteration runs on x̃ alone.
+- **SGLD (Alg. 3)**: y = P⊥(chain − x) is an Ornstein–Uhlenbeck recursion
+  y_{j+1} = ρ_j y_j + √ε_j P⊥ξ_j, ρ_j = 1 − ε_j/(2τ), linear in the noise, so the
+  chain's end y_J and the weighted mean Σ ε_j y_j/Σ ε_j are jointly Gaussian given
+  y_1 and are drawn with two normals per coordinate (:func:`ou_moments`).
 
-and the update's first layer can be drawn as
-
-    ΔW₁ = √τ [ U_r Σ_j w̄_j G_j + √(Σ_j w̄_j²) · P⊥ Z ],   Z ∈ R^{in×H} standard normal, drawn once,
-
-with the rest of the parameters perturbed explicitly. In the kernels, G_j is
-drawn as Q N_j with N_j iid and Q from the QR factorisation (V_r S_r)ᵀ = Q R:
-then A·E_j = Rᵀ N_j with Rᵀ lower-trapezoidal, half the work of V_r S_r G_j.
-Per sample this needs
-r·H + |rest| normals and O(B·r·H) work instead of in·H normals and O(B·in·H)
-(≈ 1/25 for the 784–200–10 net at B = 20). The *distribution* of the update
-is exactly that of Algorithm 4 — not its sample: the per-sample kernels remain
-the reference for the GPU and for teaching.
-
-Noise layout: sample j of the update's stream is ξ_j = [N_j (r×H, row-major) |
-noise of x[b₁:] (everything after W₁)]; Z is sample ``ORTHOGONAL_SAMPLE`` of
-the same stream.
+Per IS sample this needs r·H + |rest| normals and O(B·r·H) work instead of in·H
+normals and O(B·in·H) (≈ 1/25 for 784–200–10 at B = 20); SGLD and
+Robbins–Monro shrink likewise. The *distribution* of each update is that of the
+paper's algorithm — not its sample; the per-sample kernels remain the
+reference. Extra draws use reserved indices of the update's noise stream.
 """
 
 from __future__ import annotations
@@ -40,54 +38,148 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._blas import single_blas_thread
-from .estimators.importance import ISInfo, effective_sample_size
+from .estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial
+from .kernels.layout import Minibatch
+from .nets import MLP
 
-ORTHOGONAL_SAMPLE = 2 ** 32 - 1  # the stream index of Z (J must stay below it)
+ORTHOGONAL_SAMPLE = 2 ** 32 - 1  # stream index of Z (IS) and of the first OU draw (SGLD)
+SECOND_SAMPLE = 2 ** 32 - 2      # stream index of the second OU draw (SGLD)
 
 
-@dataclass(frozen=True)
-class Projection:
-    """A = proj·U_rᵀ with U_r (in×r) orthonormal; proj = V_r S_r = Rᵀ Qᵀ (QR of projᵀ)."""
+@dataclass(frozen=True, eq=False)
+class Reduction:
+    """The reduced problem of a minibatch: basis Ũ (in×r), Rᵀ (B×r), and its Minibatch."""
 
-    basis: np.ndarray     # U_r, (in, r)
-    proj: np.ndarray      # V_r S_r, (B, r)
-    q: np.ndarray         # Q, (r, r) orthogonal
-    tri: np.ndarray       # Rᵀ, (B, r), tri[b, k] = 0 for k > b
+    basis: np.ndarray
+    tri: np.ndarray
+    minibatch: Minibatch
+    full: Minibatch
 
     @property
     def rank(self) -> int:
         return self.basis.shape[1]
 
+    def _split(self, params):
+        w0, b0, fan_in, H = self.full.net.layer_offsets[0]
+        return np.asarray(params, np.float64)[w0:b0].reshape(fan_in, H), b0
 
-def project_minibatch(X: np.ndarray) -> Projection:
-    """Thin SVD of the minibatch (rank by the float32 tolerance), then a QR of (V_r S_r)ᵀ."""
-    X = np.asarray(X, dtype=np.float64)
+    def reduce(self, params) -> np.ndarray:
+        """x̃ = (Ũᵀ W₁, rest) as float32."""
+        W1, b0 = self._split(params)
+        return np.concatenate([(self.basis.T @ W1).ravel(), np.asarray(params)[b0:]]).astype(np.float32)
+
+    def perp(self, M) -> np.ndarray:
+        """P⊥ M for an in×H matrix M."""
+        return M - self.basis @ (self.basis.T @ M)
+
+    def lift(self, reduced, w1_perp) -> np.ndarray:
+        """Full parameters from x̃ and the orthogonal part P⊥W₁ (in×H)."""
+        H = self.full.net.layer_offsets[0][3]
+        head = self.rank * H
+        W1 = self.basis @ np.asarray(reduced[:head], np.float64).reshape(self.rank, H) + w1_perp
+        return np.concatenate([W1.ravel(), reduced[head:]]).astype(np.float32)
+
+
+def reduce_minibatch(mb: Minibatch) -> Reduction:
+    """SVD + QR of the minibatch (rank by the float32 tolerance; at least 1 so the net stays valid)."""
+    X = np.asarray(mb.X, dtype=np.float64)
     V, S, Ut = np.linalg.svd(X, full_matrices=False)
     tol = S.max(initial=0.0) * max(X.shape) * np.finfo(np.float32).eps
-    r = int(np.sum(S > tol))
-    proj = V[:, :r] * S[:r]
-    q, R = np.linalg.qr(proj.T)           # projᵀ (r×B) = Q R
-    return Projection(basis=Ut[:r].T.copy(), proj=proj, q=q, tri=R.T.copy())
+    r = max(int(np.sum(S > tol)), 1)    # a blank minibatch keeps one (inert) direction
+    q, R = np.linalg.qr((V[:, :r] * S[:r]).T)
+    basis = Ut[:r].T @ q
+    reduced_net = MLP((r,) + mb.net.sizes[1:])
+    return Reduction(basis, R.T.copy(), Minibatch.build(reduced_net, R.T, mb.y), mb)
+
+
+def _orthogonal_scale(log_w: np.ndarray, antithetic: bool) -> float:
+    """Std of the orthogonal term: √Σ w̄_j², or √Σ_p (w̄_{2p} − w̄_{2p+1})² for antithetic pairs."""
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    if antithetic:
+        w = np.concatenate([w[0:-1:2] - w[1::2], w[-1:] if w.size % 2 else []])
+    return float(np.sqrt(w @ w))
+
+
+def _gaussian_rows(backend, seed, sample, shape):
+    n = int(np.prod(shape))
+    return np.asarray(backend.normals(seed, [sample], n), np.float64).reshape(shape)
 
 
 def projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic=False):
-    """One exact-in-distribution IS update: (x + √τ·Δ, ISInfo) for an MLP minibatch."""
-    if n_samples >= ORTHOGONAL_SAMPLE:
-        raise ValueError(f"n_samples must be < {ORTHOGONAL_SAMPLE}, got {n_samples}")
-    params = np.asarray(params, dtype=np.float32)
-    w0, b0, fan_in, H = mb.net.layer_offsets[0]
-    with single_blas_thread():
-        pr = project_minibatch(mb.X)
-    part, log_w = backend.projected_partial(mb, params, tau, seed, n_samples, antithetic, pr.tri, pr.rank)
-    mean_xi = part.sum_w_eps / part.sum_w                   # Σ_j w̄_j ξ_j
-    sum_wbar_sq = part.sum_w2 / part.sum_w ** 2             # Σ_j w̄_j²
-    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], fan_in * H), np.float64).reshape(fan_in, H)
-    head = pr.rank * H
-    delta = np.empty(params.size)
-    with single_blas_thread():
-        z_perp = z - pr.basis @ (pr.basis.T @ z)            # P⊥ Z
-        g_bar = pr.q @ mean_xi[:head].reshape(pr.rank, H)   # Σ_j w̄_j G_j = Q Σ_j w̄_j N_j
-        delta[w0:b0] = (pr.basis @ g_bar + np.sqrt(sum_wbar_sq) * z_perp).ravel()
-    delta[b0:] = mean_xi[head:]
+    """One exact-in-distribution IS update (Alg. 4): (x + √τ·Δ, ISInfo)."""
+    if n_samples >= SECOND_SAMPLE:
+        raise ValueError(f"n_samples must be < {SECOND_SAMPLE}, got {n_samples}")
+    with single_blas_thread():  # the small dense products around the kernel must not leave BLAS threads spinning
+        return _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic)
+
+
+def _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic):
+    red = reduce_minibatch(mb)
+    W1, _ = red._split(params)
+    reduced = red.reduce(params)
+    part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, n_samples, antithetic)
+    mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
+    z = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1.shape)
+    w1_perp = red.perp(W1) + np.sqrt(tau) * _orthogonal_scale(log_w, antithetic) * red.perp(z)
+    update = red.lift(mean, w1_perp)
     info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
-    return params + (np.sqrt(tau) * delta).astype(np.float32), info
+    return update, info
+
+
+def projected_robbins_monro(backend, mb, x_k, tau, steps, n_samples, seed):
+    """Algorithm 5 on the reduced problem; P⊥W₁ stays at x_k's. Returns (x^J, residual)."""
+    with single_blas_thread():
+        red = reduce_minibatch(mb)
+        W1, _ = red._split(x_k)
+        x_red, residual = backend.robbins_monro(red.minibatch, red.reduce(x_k), tau, steps, n_samples, seed)
+        return red.lift(np.asarray(x_red), red.perp(W1)), residual
+
+
+def ou_moments(eps: np.ndarray, tau: float):
+    """Moments of y_{j+1} = ρ_j y_j + √ε_j ξ_j (ρ_j = 1 − ε_j/2τ), j = 1..J−1, started at y_1.
+
+    Returns (a, b, var_end, var_mean, cov): y_J = a·y_1 + U and Σ_j ε_j y_j/Σ ε_j = b·y_1 + V
+    with (V, U) centred Gaussian, Var U = var_end, Var V = var_mean, Cov = cov. Computed
+    by backward recursions (no products that underflow for small τ).
+    """
+    J, E = eps.size, eps.sum()
+    rho = 1.0 - eps / (2.0 * tau)
+    c = np.ones(max(J - 1, 0))      # c_k = Π_{i=k+1}^{J−1} ρ_i          (ξ_k's weight in y_J)
+    s = np.empty(max(J - 1, 0))     # s_k = Σ_{j=k+1}^{J} ε_j Π_{i=k+1}^{j−1} ρ_i   (in Σ ε_j y_j)
+    if J > 1:
+        s[-1] = eps[-1]
+        for k in range(J - 3, -1, -1):          # index k holds ξ_{k+1}
+            c[k] = rho[k + 1] * c[k + 1]
+            s[k] = eps[k + 1] + rho[k + 1] * s[k + 1]
+    root = np.sqrt(eps[:-1])
+    u, v = root * c, root * s / E
+    a = rho[0] * c[0] if J > 1 else 1.0
+    b = (eps[0] + rho[0] * s[0]) / E if J > 1 else 1.0
+    return a, b, float(u @ u), float(v @ v), float(u @ v)
+
+
+def projected_sgld_chain(backend, mb, x, chain, tau, eps, seed):
+    """Algorithm 3 in reduced coordinates + the exact OU draw for P⊥W₁. Returns (mean, chain, |∇f|)."""
+    with single_blas_thread():
+        return _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed)
+
+
+def _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed):
+    red = reduce_minibatch(mb)
+    W1_x, _ = red._split(x)
+    W1_c, _ = red._split(chain)
+    mean_red, chain_red, grad_norm = backend.sgld_chain(red.minibatch, red.reduce(x), red.reduce(chain), tau,
+                                                        np.asarray(eps, np.float64), seed)
+    a, b, var_end, var_mean, cov = ou_moments(np.asarray(eps, np.float64), tau)
+    z1 = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1_x.shape)
+    z2 = _gaussian_rows(backend, seed, SECOND_SAMPLE, W1_x.shape)
+    sd_mean = np.sqrt(var_mean)
+    v = sd_mean * z1                                           # Σ_k v_k ξ_k
+    u = (cov / sd_mean if sd_mean > 0 else 0.0) * z1 + np.sqrt(max(var_end - (cov ** 2 / var_mean if var_mean > 0
+                                                                               else 0.0), 0.0)) * z2
+    anchor_perp = red.perp(W1_x)
+    y1 = red.perp(W1_c) - anchor_perp
+    mean = red.lift(np.asarray(mean_red), anchor_perp + b * y1 + red.perp(v))
+    end = red.lift(np.asarray(chain_red), anchor_perp + a * y1 + red.perp(u))
+    return mean, end, grad_norm

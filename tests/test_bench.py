@@ -10,7 +10,7 @@ def test_bench_cli_writes_records(tmp_path, capsys):
     assert main(["bench", "--nets", "small", "--backend", "cpu", "--samples", "20", "--m", "3",
                  "--repeat", "1", "--json", str(path)]) == 0
     records = json.loads(path.read_text())
-    assert {r["algorithm"] for r in records} == {"SGD", "IS", "IS per-sample", "SGLD", "HR"}
+    assert {r["algorithm"] for r in records} == {"SGD", "IS", "IS per-sample", "SGLD", "SGLD per-sample", "HR", "HR per-sample"}
     for r in records:
         for key in ("algorithm", "net", "backend", "samples", "seconds_per_update",
                     "reference_seconds_per_update"):

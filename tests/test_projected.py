@@ -1,26 +1,25 @@
-"""The exact-in-distribution projected IS update (kltrain.projected).
+"""Exact-in-distribution updates in reduced coordinates (kltrain.projected).
 
-Its update must have the same distribution as the per-sample update of Algorithm 4
-(two-sample KS tests over many seeds, on coordinates and on projections into A's
-row space and its orthogonal complement), and dropping the orthogonal term must
-be detected (negative control).
+Each projected update must have the distribution of the paper's per-sample
+update: two-sample KS tests over many seeds on coordinates and on projections
+into A's row space and its orthogonal complement. Negative controls (dropping
+the orthogonal term, ignoring the weights, dropping the OU noise) must fail.
 """
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from kltrain.estimators.importance import posterior_mean_from_partial
+from kltrain.estimators.importance import posterior_mean_from_partial, proposal_noise
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import project_minibatch, projected_importance_update
+from kltrain.projected import (ou_moments, projected_importance_update, projected_robbins_monro,
+                               projected_sgld_chain, reduce_minibatch)
 
-CPU, REF = get_backend("cpu"), get_backend("numpy")
+CPU = get_backend("cpu")
 N_REPS, N_SAMPLES, TAU = 400, 40, 2.0  # τ = 2: ESS ≈ 11 of 40, so the weights matter
-ALPHA = 1e-3  # per KS test; 8 tests -> family-wise false alarm < 1%, at fixed seeds
+ALPHA = 1e-3  # per KS test; 8 statistics -> family-wise false alarm < 1%, at fixed seeds
 
 
 def _problem(rank_deficient=False):
@@ -29,26 +28,13 @@ def _problem(rank_deficient=False):
     X = rng.random((5, 24)) * (rng.random((5, 24)) < 0.5)
     if rank_deficient:
         X[3], X[4] = X[0], 0.0      # repeated and blank images: rank 3
-    y = np.array([0, 1, 2, 0, 1])
-    return Minibatch.build(net, X, y), net.init(1)
-
-
-def _updates(mb, params, projected):
-    out = []
-    for seed in range(N_REPS):
-        if projected:
-            x, _ = projected_importance_update(CPU, mb, params, TAU, seed, N_SAMPLES)
-        else:
-            part, _ = CPU.importance_partial(mb, params, TAU, 10_000 + seed, 0, N_SAMPLES, False)
-            x = posterior_mean_from_partial(part, params.astype(np.float64), TAU)
-        out.append(np.asarray(x, np.float64) - params)
-    return np.array(out)
+    return Minibatch.build(net, X, np.array([0, 1, 2, 0, 1])), net.init(1)
 
 
 def _statistics(mb, deltas):
-    """Scalar views of the updates: coordinates, row-space and orthogonal directions, random projections."""
+    """Scalar views of updates: coordinates, row-space and orthogonal directions, random projections."""
     w0, b0, fan_in, H = mb.net.layer_offsets[0]
-    basis = project_minibatch(mb.X).basis
+    basis = reduce_minibatch(mb).basis
     rng = np.random.default_rng(99)
     u_row = basis @ rng.normal(size=basis.shape[1])
     v = rng.normal(size=fan_in)
@@ -60,59 +46,154 @@ def _statistics(mb, deltas):
             "b2[-1]": deltas[:, -1], "random 1": deltas @ r1, "random 2": deltas @ r2}
 
 
-@pytest.mark.parametrize("rank_deficient", [False, True])
-def test_projected_update_has_the_distribution_of_algorithm_4(rank_deficient):
+def _min_p(mb, a, b, skip=()):
+    sa, sb = _statistics(mb, a), _statistics(mb, b)
+    return min((ks_2samp(sa[k], sb[k]).pvalue, k) for k in sa if k not in skip)
+
+
+def _runs(fn, params):
+    return np.array([np.asarray(fn(seed), np.float64) - params for seed in range(N_REPS)])
+
+
+def _is_per_sample(mb, params, antithetic=False, tau=TAU):
+    def run(seed):
+        part, _ = CPU.importance_partial(mb, params, tau, 10_000 + seed, 0, N_SAMPLES, antithetic)
+        return posterior_mean_from_partial(part, params.astype(np.float64), tau)
+    return _runs(run, params)
+
+
+def _is_projected(mb, params, antithetic=False, tau=TAU):
+    return _runs(lambda s: projected_importance_update(CPU, mb, params, tau, s, N_SAMPLES, antithetic)[0], params)
+
+
+@pytest.mark.parametrize("rank_deficient,antithetic,tau", [(False, False, TAU), (True, False, TAU),
+                                                           (False, True, TAU), (False, True, 0.2)])
+def test_projected_importance_sampling_has_the_distribution_of_algorithm_4(rank_deficient, antithetic, tau):
     mb, params = _problem(rank_deficient)
-    per_sample = _statistics(mb, _updates(mb, params, projected=False))
-    projected = _statistics(mb, _updates(mb, params, projected=True))
-    for name in per_sample:
-        p = ks_2samp(per_sample[name], projected[name]).pvalue
-        assert p > ALPHA, f"{name}: KS p = {p:.2e}"
+    p, name = _min_p(mb, _is_per_sample(mb, params, antithetic, tau), _is_projected(mb, params, antithetic, tau))
+    assert p > ALPHA, f"{name}: KS p = {p:.2e}"
 
 
 def test_negative_control_dropping_the_orthogonal_term_is_detected():
     mb, params = _problem()
-    deltas = _updates(mb, params, projected=True)
+    deltas = _is_projected(mb, params)
     w0, b0, fan_in, H = mb.net.layer_offsets[0]
-    basis = project_minibatch(mb.X).basis
+    basis = reduce_minibatch(mb).basis
     W1 = deltas[:, w0:b0].reshape(-1, fan_in, H)
-    deltas[:, w0:b0] = np.einsum("ij,njh->nih", basis @ basis.T, W1).reshape(len(deltas), -1)  # P_row only
-    per_sample = _statistics(mb, _updates(mb, params, projected=False))
-    broken = _statistics(mb, deltas)
-    assert ks_2samp(per_sample["orthogonal"], broken["orthogonal"]).pvalue < ALPHA
+    deltas[:, w0:b0] = np.einsum("ij,njh->nih", basis @ basis.T, W1).reshape(len(deltas), -1)  # row space only
+    a, b = _statistics(mb, _is_per_sample(mb, params)), _statistics(mb, deltas)
+    assert ks_2samp(a["orthogonal"], b["orthogonal"]).pvalue < ALPHA
 
 
 def test_negative_control_ignoring_the_weights_is_detected():
     """The harness is sensitive to the weighting: x + √τ·mean(ε_j) must fail it."""
-    from kltrain.estimators.importance import proposal_noise
     mb, params = _problem()
     unweighted = np.array([np.sqrt(TAU) * proposal_noise(10_000 + s, 0, N_SAMPLES, params.size, False).mean(0)
                            for s in range(N_REPS)])
-    per_sample = _statistics(mb, _updates(mb, params, projected=False))
-    broken = _statistics(mb, unweighted)
-    assert min(ks_2samp(per_sample[k], broken[k]).pvalue for k in per_sample) < ALPHA
+    assert _min_p(mb, _is_per_sample(mb, params), unweighted)[0] < ALPHA
 
 
-def test_projection_of_minibatch():
-    mb, _ = _problem(rank_deficient=True)
-    pr = project_minibatch(mb.X)
-    assert pr.rank == 3
-    np.testing.assert_allclose(pr.basis.T @ pr.basis, np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(mb.X @ pr.basis, pr.proj, atol=1e-6)
-    np.testing.assert_allclose(mb.X, pr.proj @ pr.basis.T, atol=1e-6)
-    np.testing.assert_allclose(pr.tri @ pr.q.T, pr.proj, atol=1e-12)
-    assert np.all(np.triu(pr.tri, 1) == 0)
-    assert project_minibatch(np.zeros((4, 7))).rank == 0
+def test_negative_control_wrong_antithetic_variance_is_detected():
+    """Antithetic pairs need Σ_p (w̄_2p − w̄_2p+1)² for the orthogonal term, not Σ w̄².
+
+    At τ = 0.2 the loss is nearly linear over the noise, the pair weights are strongly
+    related, and the wrong scale is ~3× the right one.
+    """
+    import kltrain.projected as P
+    mb, params = _problem()
+    right = _is_per_sample(mb, params, antithetic=True, tau=0.2)
+    original = P._orthogonal_scale
+    try:
+        P._orthogonal_scale = lambda log_w, antithetic: original(log_w, False)
+        wrong = _is_projected(mb, params, antithetic=True, tau=0.2)
+    finally:
+        P._orthogonal_scale = original
+    a, b = _statistics(mb, right), _statistics(mb, wrong)
+    assert ks_2samp(a["orthogonal"], b["orthogonal"]).pvalue < ALPHA
 
 
-@given(st.integers(0, 500), st.booleans())
-def test_projected_partial_parity(seed, antithetic):
+def test_projected_robbins_monro_has_the_distribution_of_algorithm_5():
+    mb, params = _problem()
+    steps = 0.5 * np.arange(1, 9) ** -0.7
+    per_sample = _runs(lambda s: CPU.robbins_monro(mb, params, TAU, steps, 3, 10_000 + s)[0], params)
+    projected = _runs(lambda s: projected_robbins_monro(CPU, mb, params, TAU, steps, 3, s)[0], params)
+    # P⊥W₁ never moves in either (its gradient is zero): only float32 rounding is left there
+    for runs in (per_sample, projected):
+        assert np.abs(_statistics(mb, runs)["orthogonal"]).max() < 1e-5
+    p, name = _min_p(mb, per_sample, projected, skip=("orthogonal",))
+    assert p > ALPHA, f"{name}: KS p = {p:.2e}"
+
+
+SGLD_EPS = np.full(30, 0.05)
+
+
+def _chain_start(params):
+    return params + np.float32(0.3) * np.random.default_rng(5).normal(size=params.size).astype(np.float32)
+
+
+@pytest.mark.parametrize("output", [0, 1], ids=["mean", "chain end"])
+def test_projected_sgld_has_the_distribution_of_algorithm_3(output):
+    mb, params = _problem()
+    start = _chain_start(params)
+    per_sample = _runs(lambda s: CPU.sgld_chain(mb, params, start, TAU, SGLD_EPS, 10_000 + s)[output], params)
+    projected = _runs(lambda s: projected_sgld_chain(CPU, mb, params, start, TAU, SGLD_EPS, s)[output], params)
+    p, name = _min_p(mb, per_sample, projected)
+    assert p > ALPHA, f"{name}: KS p = {p:.2e}"
+
+
+def test_negative_control_sgld_without_the_ou_noise_is_detected():
+    mb, params = _problem()
+    start = _chain_start(params)
+    red = reduce_minibatch(mb)
+    a, b, *_ = ou_moments(SGLD_EPS, TAU)
+    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    W1x, W1c = params[w0:b0].reshape(fan_in, H), start[w0:b0].reshape(fan_in, H)
+    deterministic = red.perp(W1x) + a * (red.perp(W1c) - red.perp(W1x))   # the chain end's mean in P⊥
+
+    def broken(seed):
+        end = projected_sgld_chain(CPU, mb, params, start, TAU, SGLD_EPS, seed)[1].astype(np.float64)
+        W1 = end[w0:b0].reshape(fan_in, H)
+        end[w0:b0] = (W1 - red.perp(W1) + deterministic).ravel()
+        return end
+    per_sample = _runs(lambda s: CPU.sgld_chain(mb, params, start, TAU, SGLD_EPS, 10_000 + s)[1], params)
+    sa, sb = _statistics(mb, per_sample), _statistics(mb, _runs(broken, params))
+    assert ks_2samp(sa["orthogonal"], sb["orthogonal"]).pvalue < ALPHA
+
+
+def test_ou_moments_match_simulation():
+    """The scalar recursion y_{j+1} = ρ_j y_j + √ε_j ξ_j simulated directly, 40,000 times."""
+    eps, tau, y1 = 1.0 / (20.0 + np.arange(1, 41)), 0.05, 0.7
+    rng = np.random.default_rng(3)
+    y = np.full(40_000, y1)
+    total = eps[0] * y
+    for j in range(1, eps.size):
+        y = (1 - eps[j - 1] / (2 * tau)) * y + np.sqrt(eps[j - 1]) * rng.normal(size=y.size)
+        total += eps[j] * y
+    mean = total / eps.sum()
+    a, b, var_end, var_mean, cov = ou_moments(eps, tau)
+    se = lambda x: x.std() / np.sqrt(x.size)  # noqa: E731
+    assert abs(y.mean() - a * y1) < 4 * se(y) and abs(mean.mean() - b * y1) < 4 * se(mean)
+    assert abs(y.var() / var_end - 1) < 0.03 and abs(mean.var() / var_mean - 1) < 0.03
+    assert abs(np.cov(y, mean)[0, 1] / cov - 1) < 0.04
+    wrong = ou_moments(eps, 2 * tau)           # negative control: the moments at 2τ are off
+    assert abs(y.var() / wrong[2] - 1) > 0.1
+
+
+def test_reduction_maps():
     mb, params = _problem(rank_deficient=True)
-    pr = project_minibatch(mb.X)
-    a, la = CPU.projected_partial(mb, params, TAU, seed, 20, antithetic, pr.tri, pr.rank)
-    b, lb = REF.projected_partial(mb, params, TAU, seed, 20, antithetic, pr.tri, pr.rank)
-    np.testing.assert_allclose(la, lb, atol=2e-5)
-    np.testing.assert_allclose(a.sum_w_eps / a.sum_w, b.sum_w_eps / b.sum_w, atol=2e-5)
+    red = reduce_minibatch(mb)
+    assert red.rank == 3
+    np.testing.assert_allclose(red.basis.T @ red.basis, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(mb.X @ red.basis, red.tri, atol=1e-6)
+    assert np.all(np.triu(red.tri, 1) == 0)
+    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    W1 = params[w0:b0].reshape(fan_in, H).astype(np.float64)
+    np.testing.assert_allclose(red.lift(red.reduce(params), red.perp(W1)), params, atol=1e-6)
+    full, _ = CPU.loss_and_grad(mb, params)
+    reduced, _ = CPU.loss_and_grad(red.minibatch, red.reduce(params))
+    assert reduced == pytest.approx(full, abs=1e-6)
+    blank = Minibatch.build(mb.net, np.zeros((4, 24)), [0, 1, 2, 0])
+    assert reduce_minibatch(blank).rank == 1  # one inert direction keeps the reduced net valid
 
 
 def test_projected_update_is_seeded_and_reports_ess():

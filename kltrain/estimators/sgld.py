@@ -46,6 +46,9 @@ class SGLD:
     temperatures : callable j ↦ ε_j (j = 1..J) or a length-J sequence; default 1/(1000 + j).
     warm_start : start the chain at the previous update's last state (paper §5.1.1).
     fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
+    projected : for an MLP minibatch loss, run the chain in the minibatch's reduced
+        coordinates and draw the rest exactly (:mod:`kltrain.projected`); same
+        distribution, ~10× less work. Not with ``fresh_minibatch``.
     """
 
     kind: ClassVar[str] = "mean"
@@ -53,9 +56,12 @@ class SGLD:
     temperatures: Any = field(default=None, kw_only=True)
     warm_start: bool = field(default=True, kw_only=True)
     fresh_minibatch: bool = field(default=False, kw_only=True)
+    projected: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_steps, "n_steps", 1)
+        if self.projected and self.fresh_minibatch:
+            raise ValueError("projected=True needs one minibatch per update; it cannot use fresh_minibatch=True")
         self.eps()  # validate temperatures now, not at the first step
 
     def eps(self) -> np.ndarray:
@@ -73,7 +79,12 @@ class SGLD:
             raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
         seed, eps = draw_seed(rng), self.eps()
         fast = getattr(loss, "sgld_chain", None)
-        if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
+        if self.projected:
+            chain_fn = getattr(loss, "projected_sgld_chain", None)
+            if not callable(chain_fn):
+                raise TypeError(f"projected=True needs an MLP minibatch loss; got {type(loss).__name__}")
+            mean, chain, grad_norm = chain_fn(x, tau, self.start(state, x), eps, seed)
+        elif callable(fast):  # e.g. an MLP minibatch loss with numba kernels
             mean, chain, grad_norm = fast(x, tau, self.start(state, x), eps, seed,
                                           rng if self.fresh_minibatch else None)
         else:

@@ -2,7 +2,7 @@
 
 Every backend module offers the same functions (see :mod:`kltrain.kernels.reference`):
 ``loss_and_grad``, ``population_losses``, ``importance_partial``,
-``projected_partial``, ``sgld_chain``, ``robbins_monro`` and ``normals``, all
+``sgld_chain``, ``langevin_step``, ``robbins_monro`` and ``normals``, all
 taking a :class:`~kltrain.kernels.layout.Minibatch`. The algorithms call
 ``get_backend(name)`` and never branch on which one runs.
 

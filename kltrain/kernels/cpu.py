@@ -7,8 +7,6 @@ NumPy reference (:mod:`kltrain.kernels.reference`), up to float32 rounding.
 - ``importance_partials``: one pass per sample j — generate ε_j into a
   thread-local buffer, evaluate f(x + √τ ε_j), and fold e^{−f} ε_j into a
   running log-sum-exp accumulator (no J×d matrix, no second pass).
-- ``projected_partials``: the same over the projected noise of
-  :mod:`kltrain.projected` (r·H + tail coordinates per sample instead of d).
 - ``sgld_chain``: Algorithm 3's inner loop, gradient and update fused.
 - ``robbins_monro``: Algorithm 5; only the W₁ rows of pixels that are nonzero
   in the minibatch (and the later layers) affect ∇f(z), so only their noise is drawn.
@@ -20,7 +18,7 @@ import numba as nb
 import numpy as np
 
 from .counter import fill_normals, normal_pair, sample_key
-from .cpu_mlp import (JIT, axpy, cross_entropy, dense_t, layer_block, loss_and_grad, relu, scratch_size_of,
+from .cpu_mlp import (JIT, cross_entropy, dense_t, layer_block, loss_and_grad, relu, scratch_size_of,
                       sparse_affine)
 
 # Parallel kernels take ``n_threads`` as an argument: calling nb.get_num_threads()
@@ -124,67 +122,39 @@ def work_size_of(offsets, batch):
     return 2 * batch * total
 
 
-@nb.njit(**PJIT)
-def projected_partials(p, s, key, n_samples, antithetic, base0, tri, rank, y, offsets, n_threads):
-    """IS partials over projected noise ξ_j = [N_j (rank×H₁) | noise of p[b₁:]] (see kltrain.projected).
-
-    The first layer's noise term is tri·N_j + e_b₁, tri = Rᵀ (B × rank, lower-trapezoidal:
-    row b uses N_j's first min(b+1, rank) rows).
-    """
-    H = offsets[0, 3]
-    head = rank * H
-    tail_start = offsets[0, 1]                 # b₁: first parameter after W₁
-    length = head + p.size - tail_start
-    shift = tail_start - head                  # ξ[k − shift] perturbs p[k] for k ≥ b₁
-    stats = np.empty((n_threads, 3))
-    acc = np.zeros((n_threads, length), dtype=np.float32)
-    log_w = np.empty(n_samples)
-    per = 2 if antithetic else 1
-    n_src = (n_samples + per - 1) // per
-    for t in nb.prange(n_threads):
-        local = np.array([-np.inf, 0.0, 0.0])
-        xi = np.empty(length, dtype=np.float32)
-        wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(p.size, dtype=np.float32)
-        work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
-        t0 = np.empty((y.size, H), dtype=np.float32)
-        lo, hi = thread_range(0, n_src, n_threads, t)
-        for src in range(lo, hi):
-            fill_normals(sample_key(key, src), 0, xi)
-            for b in range(y.size):
-                tb = t0[b]
-                tb[:] = xi[head:head + H]                       # e_b₁
-                for k in range(min(b + 1, rank)):
-                    axpy(tri[b, k], xi[k * H:(k + 1) * H], tb)  # Rᵀ·N_j
-            for r in range(per):
-                j = src * per + r
-                if j < n_samples:
-                    sign = 1.0 - 2.0 * r
-                    lw = -perturbed_tail_loss(p, xi, shift, np.float32(s * sign), base0, t0, y, offsets, work, wt, bias)
-                    log_w[j] = lw
-                    fold_log_weight(lw, sign, xi, acc[t], local)
-        stats[t] = local
-    return stats, acc, log_w
-
-
 BLOCK = 2048  # coordinates per noise block: generated contiguously (vectorised), then applied
+SERIAL_BELOW = 8 * BLOCK  # smaller updates run serially: a parallel launch per inner step costs more
+
+
+@nb.njit(**JIT)
+def _langevin_block(blk, x, chain, grad, total, half, root, inv_tau, en, skey):
+    lo = blk * BLOCK
+    hi = min(lo + BLOCK, chain.size)
+    z = np.empty(hi - lo, dtype=np.float32)
+    fill_normals(skey, lo, z)
+    c, g, xb, tb = chain[lo:hi], grad[lo:hi], x[lo:hi], total[lo:hi]
+    for k in range(hi - lo):
+        c[k] += -half * (g[k] - (xb[k] - c[k]) * inv_tau) + root * z[k]
+        tb[k] += en * c[k]
 
 
 @nb.njit(**PJIT)
+def _langevin_parallel(x, chain, grad, total, half, root, inv_tau, en, skey):
+    for blk in nb.prange((chain.size + BLOCK - 1) // BLOCK):
+        _langevin_block(blk, x, chain, grad, total, half, root, inv_tau, en, skey)
+
+
+@nb.njit(**JIT)
 def langevin_update(x, chain, grad, total, e, e_next, tau, key, j):
     """chain ← chain − (e/2)(∇f − (x − chain)/τ) + √e·ε_j ;  total += e_next·chain (Alg. 3)."""
     half, root = np.float32(0.5 * e), np.float32(np.sqrt(e))
     inv_tau, en = np.float32(1.0 / tau), np.float32(e_next)
     skey = sample_key(key, j)
-    n_blocks = (chain.size + BLOCK - 1) // BLOCK
-    for blk in nb.prange(n_blocks):
-        lo = blk * BLOCK
-        hi = min(lo + BLOCK, chain.size)
-        z = np.empty(hi - lo, dtype=np.float32)
-        fill_normals(skey, lo, z)
-        c, g, xb, tb = chain[lo:hi], grad[lo:hi], x[lo:hi], total[lo:hi]
-        for k in range(hi - lo):
-            c[k] += -half * (g[k] - (xb[k] - c[k]) * inv_tau) + root * z[k]
-            tb[k] += en * c[k]
+    if chain.size < SERIAL_BELOW:
+        for blk in range((chain.size + BLOCK - 1) // BLOCK):
+            _langevin_block(blk, x, chain, grad, total, half, root, inv_tau, en, skey)
+    else:
+        _langevin_parallel(x, chain, grad, total, half, root, inv_tau, en, skey)
 
 
 @nb.njit(**JIT)

@@ -52,14 +52,6 @@ def population_losses(mb, params, tau, seed, samples):
     return np.array([-importance_partial(mb, params, tau, seed, j, j + 1, False)[1][0] for j in samples])
 
 
-def projected_partial(mb, params, tau, seed, n_samples, antithetic, tri, rank):
-    params = _f32(params)
-    stats, acc, log_w = cpu.projected_partials(
-        params, np.sqrt(tau), stream_key(seed), n_samples, antithetic, _first_layer_base(mb, params),
-        _f32(tri), rank, mb.y, mb.offsets, nb.get_num_threads())
-    return _combine_threads(stats, acc, n_samples), log_w
-
-
 def sgld_chain(mb, x, chain, tau, eps, seed):
     chain = _f32(chain).copy()
     mean, chain, grad_norm = cpu.sgld_chain(

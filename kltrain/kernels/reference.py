@@ -14,7 +14,6 @@ import numpy as np
 from .._logspace import logsumexp
 from ..estimators.importance import ISPartial, combine, partial_from_log_weights, proposal_noise
 from ..noise import counter_normals
-from ..nets import softmax_cross_entropy
 
 CHUNK = 32  # samples per materialised block (32 × 159,010 float64 = 41 MB)
 
@@ -41,33 +40,6 @@ def importance_partial(mb, params, tau, seed, start, stop, antithetic):
         parts.append(partial_from_log_weights(log_w, eps))
         log_ws.append(log_w)
     return combine(parts), np.concatenate(log_ws)
-
-
-def _loss_after_first_layer(net, q, pre1, y):
-    """Finish the forward pass from the first layer's pre-activation pre1 (B, H₁), at parameters q."""
-    h = pre1
-    for W, b in net.unflatten(q)[1:]:
-        h = np.maximum(h, 0) @ W + b
-    return softmax_cross_entropy(h, y)[0]
-
-
-def projected_partial(mb, params, tau, seed, n_samples, antithetic, tri, rank):
-    """IS partial over projected noise ξ_j = [N_j (rank×H₁) | noise of p[b₁:]] (kltrain.projected).
-
-    The first layer's noise term is tri·N_j + e_b₁ with tri = Rᵀ (B × rank).
-    """
-    params = np.asarray(params, dtype=np.float64)
-    w0, b0, _, H = mb.net.layer_offsets[0]
-    head = rank * H
-    base = mb.X.astype(np.float64) @ params[w0:b0].reshape(-1, H)          # A·W₁, (B, H)
-    xi = proposal_noise(seed, 0, n_samples, head + params.size - b0, antithetic)
-    log_w = np.empty(n_samples)
-    for j, x_j in enumerate(xi):
-        q = params.copy()
-        q[b0:] += np.sqrt(tau) * x_j[head:]
-        pre1 = base + q[b0:b0 + H] + np.sqrt(tau) * tri @ x_j[:head].reshape(rank, H)
-        log_w[j] = -_loss_after_first_layer(mb.net, q, pre1, mb.y)
-    return partial_from_log_weights(log_w, xi), log_w
 
 
 def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j):
@@ -150,5 +122,5 @@ def naive_robbins_monro(net, x_k, X, y, tau, steps, n_samples, rng):
 
 
 __all__ = ["ISPartial", "importance_partial", "langevin_step", "loss_and_grad", "naive_importance_update",
-           "naive_robbins_monro", "naive_sgld_update", "normals", "population_losses", "projected_partial",
+           "naive_robbins_monro", "naive_sgld_update", "normals", "population_losses",
            "robbins_monro", "sgld_chain"]
