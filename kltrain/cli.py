@@ -1,4 +1,4 @@
-"""The ``kltrain`` command: ``kltrain bench`` (and, below, training and the paper's experiments)."""
+"""The ``kltrain`` command: ``bench``, ``train`` and ``reproduce EXPERIMENT``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,44 @@ def _bench(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from pathlib import Path
+
+    from .training import TrainConfig, train
+    cfg = TrainConfig(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
+                      reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
+                      sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
+                      hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
+                      projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
+                      dataset=args.dataset, seed=args.seed, backend=args.backend)
+    result = train(cfg, progress=not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{cfg.algorithm}-{cfg.net}-seed{cfg.seed}"
+    result.to_json(out / f"{stem}.json")
+    result.to_csv(out / f"{stem}.csv")
+    for u, a in zip(result.eval_updates, result.test_accuracy):
+        print(f"update {u:>5}  held-out accuracy {a:.4f}")
+    print(f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; wrote {out / stem}.json/.csv")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .bench import HEADER, run_bench
+    from .experiments import run_experiment
+    if args.experiment == "table-6.2":
+        print(HEADER)
+        out = f"{args.out}/table-6.2/bench.json"
+        run_bench(nets=("hidden",), backend=args.backend, repeat=1 if args.quick else 3,
+                  samples=100 if args.quick else 1000, m=5 if args.quick else 30, json_path=out)
+        print(f"wrote {out}")
+        return 0
+    run_experiment(args.experiment, seeds=args.seeds, quick=args.quick, out=args.out, backend=args.backend,
+                   progress=not args.no_progress)
+    print(f"wrote {args.out}/{args.experiment}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +66,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy baseline")
     bench.add_argument("--json", metavar="PATH", help="write the records as JSON")
     bench.set_defaults(func=_bench)
+
+    from .experiments import NAMES
+    train = sub.add_parser("train", help="train an MLP on MNIST with SGD, IS, SGLD or HR (paper §6)")
+    train.add_argument("--algo", required=True, choices=["sgd", "is", "sgld", "hr"])
+    train.add_argument("--net", default="hidden", choices=["small", "hidden"])
+    train.add_argument("--updates", type=int, default=500)
+    train.add_argument("--tau", type=float, default=0.01, help="τ (the start τ₀ with --tau-scoping)")
+    train.add_argument("--tau-scoping", type=float, default=None, metavar="TAU1", help="τ(k) = τ₀/(1+τ₁)^k")
+    train.add_argument("--reverse-scoping", action="store_true", help="τ(k) = τ₀(1+τ₁)^k instead")
+    train.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
+    train.add_argument("--samples", type=int, default=1000, help="IS samples / SGLD chain length")
+    train.add_argument("--sgld-offset", type=float, default=1000.0, help="ε_j = 1/(offset + j)")
+    train.add_argument("--sgld-noise-scale", type=float, default=1.0, help="Langevin noise scale (Entropy-SGD: 0.01)")
+    train.add_argument("--hr-iterations", type=int, default=30)
+    train.add_argument("--hr-samples", type=int, default=30)
+    train.add_argument("--sgd-first", type=int, default=0, help="SGD updates before switching (§6.3)")
+    train.add_argument("--per-sample", action="store_true", help="full per-sample noise instead of reduced updates")
+    train.add_argument("--antithetic", action="store_true")
+    train.add_argument("--eval-every", type=int, default=10)
+    train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
+    train.add_argument("--out", default="kltrain-results/train")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+
+    rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
+    rep.add_argument("experiment", choices=NAMES)
+    rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 100 samples, 1 seed")
+    rep.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default: 5 for tables)")
+    rep.add_argument("--out", default="kltrain-results")
+    rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
+    rep.add_argument("--no-progress", action="store_true")
+    rep.set_defaults(func=_reproduce)
     return parser
 
 

@@ -64,24 +64,25 @@ class MinibatchLoss:
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
         return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic)
 
-    def sgld_chain(self, x, tau, start, eps, seed, rng=None):
+    def sgld_chain(self, x, tau, start, eps, seed, rng=None, noise_scale=1.0):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
-            return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed)
-        return self._sgld_fresh(x, tau, start, eps, seed, rng)
+            return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
+        return self._sgld_fresh(x, tau, start, eps, seed, rng, noise_scale)
 
-    def _sgld_fresh(self, x, tau, start, eps, seed, rng):
+    def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):
         x = np.asarray(x, dtype=np.float32)
         chain = np.array(start, dtype=np.float32)
         total, grad_norm = (eps[0] * chain).astype(np.float32), 0.0
         for j in range(1, eps.size):
             _, g = self.resample(rng).loss_and_grad(chain)
-            self.backend.langevin_step(x, chain, np.asarray(g, np.float32), total, eps[j - 1], eps[j], tau, seed, j)
+            self.backend.langevin_step(x, chain, np.asarray(g, np.float32), total, eps[j - 1], eps[j], tau, seed, j,
+                                       noise_scale)
             grad_norm = float(np.linalg.norm(g))
         return total / np.float32(eps.sum()), chain, grad_norm
 
-    def projected_sgld_chain(self, x, tau, start, eps, seed):
-        return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed)
+    def projected_sgld_chain(self, x, tau, start, eps, seed, noise_scale=1.0):
+        return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed, noise_scale)
 
     def robbins_monro(self, x_k, tau, steps, n_samples, seed):
         return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)

@@ -159,21 +159,22 @@ def ou_moments(eps: np.ndarray, tau: float):
     return a, b, float(u @ u), float(v @ v), float(u @ v)
 
 
-def projected_sgld_chain(backend, mb, x, chain, tau, eps, seed):
+def projected_sgld_chain(backend, mb, x, chain, tau, eps, seed, noise_scale=1.0):
     """Algorithm 3 in reduced coordinates + the exact OU draw for P⊥W₁. Returns (mean, chain, |∇f|)."""
     with single_blas_thread():
-        return _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed)
+        return _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed, noise_scale)
 
 
-def _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed):
+def _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed, noise_scale):
     red = reduce_minibatch(mb)
     W1_x, _ = red._split(x)
     W1_c, _ = red._split(chain)
     mean_red, chain_red, grad_norm = backend.sgld_chain(red.minibatch, red.reduce(x), red.reduce(chain), tau,
-                                                        np.asarray(eps, np.float64), seed)
+                                                        np.asarray(eps, np.float64), seed, noise_scale)
     a, b, var_end, var_mean, cov = ou_moments(np.asarray(eps, np.float64), tau)
     z1 = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1_x.shape)
     z2 = _gaussian_rows(backend, seed, SECOND_SAMPLE, W1_x.shape)
+    var_end, var_mean, cov = (noise_scale ** 2 * v for v in (var_end, var_mean, cov))
     sd_mean = np.sqrt(var_mean)
     v = sd_mean * z1                                           # Σ_k v_k ξ_k
     u = (cov / sd_mean if sd_mean > 0 else 0.0) * z1 + np.sqrt(max(var_end - (cov ** 2 / var_mean if var_mean > 0

@@ -1,7 +1,7 @@
 """Algorithm 3 of the paper (stochastic gradient Langevin dynamics) for E_{q_{x,τ}}[X].
 
     x^1 = x, or the previous update's last chain state (warm start, §5.1.1)
-    x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + η_j,   η_j ~ N(0, ε_j I),  j = 1..J−1
+    x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + η_j,   η_j ~ N(0, s²ε_j I),  j = 1..J−1
     E_q[X] ≈ Σ_{j=1}^J ε_j x^j / Σ_{j=1}^J ε_j
 
 The drift is ½∇log q_{x,τ}: q ∝ exp(−f(x') − |x − x'|²/2τ) (eq. 2.6).
@@ -10,7 +10,10 @@ Paper symbols → arguments: J ``n_steps``; ε_j ``temperatures`` (default
 1/(1000 + j), §6.2); the minibatch is the loss's business: by default every
 inner step uses the update's minibatch (the paper), with ``fresh_minibatch``
 each inner step calls ``loss.resample(rng)`` for a new one (as Entropy-SGD does).
-η_j = √ε_j · ε[j, :] from the counter-based generator (:mod:`kltrain.noise`).
+η_j = s·√ε_j · ε[j, :] from the counter-based generator (:mod:`kltrain.noise`),
+with s = ``noise_scale`` = 1 as printed in the paper. s < 1 is Entropy-SGD's
+"thermal noise" (Chaudhari et al., the paper's ref. [4], use s² = 10⁻⁴): the chain
+then samples q_{x,τ}^{1/s²}, concentrating on its mode as s → 0.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .._checks import check_count
+from .._checks import check_count, check_positive
 from .._checks import check_finite_values
 from ..noise import counter_normals, draw_seed
 from ..schedules import HarmonicTemperatures, temperatures_array
@@ -46,6 +49,7 @@ class SGLD:
     temperatures : callable j ↦ ε_j (j = 1..J) or a length-J sequence; default 1/(1000 + j).
     warm_start : start the chain at the previous update's last state (paper §5.1.1).
     fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
+    noise_scale : s, the Langevin noise's scale (1 = Algorithm 3 as printed; see above).
     projected : for an MLP minibatch loss, run the chain in the minibatch's reduced
         coordinates and draw the rest exactly (:mod:`kltrain.projected`); same
         distribution, ~10× less work. Not with ``fresh_minibatch``.
@@ -57,9 +61,11 @@ class SGLD:
     warm_start: bool = field(default=True, kw_only=True)
     fresh_minibatch: bool = field(default=False, kw_only=True)
     projected: bool = field(default=False, kw_only=True)
+    noise_scale: float = field(default=1.0, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_steps, "n_steps", 1)
+        check_positive(self.noise_scale, "noise_scale")
         if self.projected and self.fresh_minibatch:
             raise ValueError("projected=True needs one minibatch per update; it cannot use fresh_minibatch=True")
         self.eps()  # validate temperatures now, not at the first step
@@ -83,10 +89,10 @@ class SGLD:
             chain_fn = getattr(loss, "projected_sgld_chain", None)
             if not callable(chain_fn):
                 raise TypeError(f"projected=True needs an MLP minibatch loss; got {type(loss).__name__}")
-            mean, chain, grad_norm = chain_fn(x, tau, self.start(state, x), eps, seed)
+            mean, chain, grad_norm = chain_fn(x, tau, self.start(state, x), eps, seed, self.noise_scale)
         elif callable(fast):  # e.g. an MLP minibatch loss with numba kernels
             mean, chain, grad_norm = fast(x, tau, self.start(state, x), eps, seed,
-                                          rng if self.fresh_minibatch else None)
+                                          rng if self.fresh_minibatch else None, self.noise_scale)
         else:
             mean, chain, grad_norm = self._chain(rng, loss, x, tau, self.start(state, x), eps, seed)
         return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)
@@ -100,7 +106,7 @@ class SGLD:
                 rows = counter_normals(seed, np.arange(j, min(j + block, self.n_steps)), chain.size)
             batch = loss.resample(rng) if self.fresh_minibatch else loss
             g = check_finite_values(batch.grad(chain), "the loss gradient")
-            noise = np.sqrt(eps[j - 1]) * rows[(j - 1) % block]
+            noise = self.noise_scale * np.sqrt(eps[j - 1]) * rows[(j - 1) % block]
             chain = chain - 0.5 * eps[j - 1] * (g - (x - chain) / tau) + noise
             total += eps[j] * chain
             grad_norm = float(np.linalg.norm(g))

@@ -145,9 +145,9 @@ def _langevin_parallel(x, chain, grad, total, half, root, inv_tau, en, skey):
 
 
 @nb.njit(**JIT)
-def langevin_update(x, chain, grad, total, e, e_next, tau, key, j):
-    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + √e·ε_j ;  total += e_next·chain (Alg. 3)."""
-    half, root = np.float32(0.5 * e), np.float32(np.sqrt(e))
+def langevin_update(x, chain, grad, total, e, e_next, tau, key, j, noise_scale):
+    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + s·√e·ε_j ;  total += e_next·chain (Alg. 3; s = 1 as printed)."""
+    half, root = np.float32(0.5 * e), np.float32(noise_scale * np.sqrt(e))
     inv_tau, en = np.float32(1.0 / tau), np.float32(e_next)
     skey = sample_key(key, j)
     if chain.size < SERIAL_BELOW:
@@ -158,7 +158,7 @@ def langevin_update(x, chain, grad, total, e, e_next, tau, key, j):
 
 
 @nb.njit(**JIT)
-def sgld_chain(x, chain, tau, eps, key, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets):
+def sgld_chain(x, chain, tau, eps, key, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets, noise_scale):
     """Algorithm 3 on a fixed minibatch: returns (Σ ε_j x^j / Σ ε_j, last state, last |∇f|).
 
     ``chain`` (x^1) is updated in place; noise sample j drives the step from x^j.
@@ -168,7 +168,7 @@ def sgld_chain(x, chain, tau, eps, key, y, indptr, idx, val, cols, colptr, col_r
     total = (eps[0] * chain).astype(np.float32)
     for j in range(1, eps.size):
         loss_and_grad(chain, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets, work, grad)
-        langevin_update(x, chain, grad, total, eps[j - 1], eps[j], tau, key, j)
+        langevin_update(x, chain, grad, total, eps[j - 1], eps[j], tau, key, j, noise_scale)
     grad_norm = np.sqrt(np.sum(grad.astype(np.float64) ** 2)) if eps.size > 1 else 0.0
     return total / np.float32(eps.sum()), chain, grad_norm
 

@@ -52,17 +52,17 @@ def population_losses(mb, params, tau, seed, samples):
     return np.array([-importance_partial(mb, params, tau, seed, j, j + 1, False)[1][0] for j in samples])
 
 
-def sgld_chain(mb, x, chain, tau, eps, seed):
+def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     chain = _f32(chain).copy()
     mean, chain, grad_norm = cpu.sgld_chain(
         _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
-        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets)
+        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
     return mean, chain, float(grad_norm)
 
 
-def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j):
+def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
     """One Algorithm 3 transition in place (chain, total) with noise sample j."""
-    cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j)
+    cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed):

@@ -42,20 +42,20 @@ def importance_partial(mb, params, tau, seed, start, stop, antithetic):
     return combine(parts), np.concatenate(log_ws)
 
 
-def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j):
-    """One Algorithm 3 transition in place: chain ← chain − (e/2)(∇f − (x − chain)/τ) + √e ε_j."""
+def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
+    """One Algorithm 3 transition in place: chain ← chain − (e/2)(∇f − (x − chain)/τ) + s√e ε_j."""
     noise = counter_normals(seed, [j], chain.size)[0]
-    chain += -0.5 * e * (grad - (x - chain) / tau) + np.sqrt(e) * noise
+    chain += -0.5 * e * (grad - (x - chain) / tau) + noise_scale * np.sqrt(e) * noise
     total += e_next * chain
 
 
-def sgld_chain(mb, x, chain, tau, eps, seed):
+def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     """Algorithm 3 on a fixed minibatch, step by step (noise sample j drives the step from x^j)."""
     x, chain = np.asarray(x, np.float64), np.array(chain, np.float64)
     total, grad = eps[0] * chain, np.zeros_like(chain)
     for j in range(1, eps.size):
         _, grad = loss_and_grad(mb, chain)
-        langevin_step(x, chain, grad, total, eps[j - 1], eps[j], tau, seed, j)
+        langevin_step(x, chain, grad, total, eps[j - 1], eps[j], tau, seed, j, noise_scale)
     return total / eps.sum(), chain, float(np.linalg.norm(grad))
 
 

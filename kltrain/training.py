@@ -1,0 +1,200 @@
+"""One training loop for SGD, IS, SGLD and HR on MNIST (paper §6).
+
+Each parameter update draws a minibatch of 20 training images and applies an
+update rule (:mod:`kltrain.schemes`): SGD (eq. 3.4), Algorithm 1 with importance
+sampling (IS, Alg. 4) or SGLD (Alg. 3), or Algorithm 2 with Robbins–Monro (HR,
+Alg. 5); optionally SGD first for ``sgd_first`` updates (§6.3) and a τ
+schedule (§6.5.1). Held-out accuracy is measured every ``eval_every`` updates
+on ``n_test`` test images; every update's wall time and minibatch loss are kept.
+
+Randomness: one seed spawns three independent streams — the initial weights
+(the same for every algorithm: "identical instantiations", §6.2), the
+minibatch sequence (also the same for every algorithm) and the estimators' noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._blas import single_blas_thread
+from ._checks import check_count, check_positive, check_tau
+from .data import load
+from .estimators import SGLD, ImportanceSampling, RobbinsMonro
+from .netloss import TrainingSet
+from .nets import MLP
+from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping
+from .schemes import SGD, Heat, LocalEntropy, SwitchAfter
+
+ALGORITHMS = ("sgd", "is", "sgld", "hr")
+NETS = {"small": MLP.small, "hidden": MLP.hidden}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; defaults are the paper's (§6.2, Fig 6.1)."""
+
+    algorithm: str                      # sgd | is | sgld | hr
+    net: str = "hidden"                 # small (784–10) | hidden (784–200–10)
+    n_updates: int = 500                # parameter updates (paper: 500)
+    batch_size: int = 20                # minibatch (paper: 20)
+    tau: float = 0.01                   # τ; the start τ₀ when tau_scoping is set
+    tau_scoping: float | None = None    # τ₁ of τ(k) = τ₀/(1+τ₁)^k (§6.5.1)
+    reverse_scoping: bool = False       # τ(k) = τ₀(1+τ₁)^k instead (Fig 6.5, bottom left)
+    learning_rate: float = 0.01         # SGD step (paper: 0.01, equal to τ)
+    samples: int = 1000                 # IS samples J / SGLD chain length (paper: 10³)
+    sgld_offset: float = 1000.0         # ε_j = 1/(offset + j) (paper: 1000; Fig 6.2: 2000)
+    sgld_noise_scale: float = 1.0       # Langevin noise scale s (1 as printed; Entropy-SGD: 0.01)
+    hr_iterations: int = 30             # Robbins–Monro J (paper: 30)
+    hr_samples: int = 30                # Robbins–Monro M (paper: 30)
+    hr_c: float = 0.1                   # a_j = c·j^{−α} (paper: c = 0.1)
+    hr_alpha: float = 0.7               # (paper: α = 0.7)
+    sgd_first: int = 0                  # run SGD for this many updates first (§6.3)
+    projected: bool = True              # exact-in-distribution reduced updates (kltrain.projected)
+    antithetic: bool = False            # IS with antithetic pairs
+    eval_every: int = 10                # held-out accuracy every this many updates
+    n_test: int = 1000                  # test images scored (paper: 1000)
+    dataset: str = "mnist"              # mnist | fashion-mnist
+    seed: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.net not in NETS:
+            raise ValueError(f"net must be one of {tuple(NETS)}, got {self.net!r}")
+        for name in ("n_updates", "sgd_first"):
+            check_count(getattr(self, name), name)
+        for name in ("batch_size", "samples", "hr_iterations", "hr_samples", "eval_every", "n_test"):
+            check_count(getattr(self, name), name, 1)
+        check_tau(self.tau)
+        check_positive(self.learning_rate, "learning_rate")
+        check_positive(self.sgld_noise_scale, "sgld_noise_scale")
+        if self.tau_scoping is not None:
+            (ReverseTauScoping if self.reverse_scoping else TauScoping)(self.tau, self.tau_scoping)
+        HarmonicTemperatures(self.sgld_offset)
+        RobbinsMonro(1, 1, c=self.hr_c, alpha=self.hr_alpha)
+
+    def tau_schedule(self):
+        if self.tau_scoping is None:
+            return ConstantTau(self.tau)
+        return (ReverseTauScoping if self.reverse_scoping else TauScoping)(self.tau, self.tau_scoping)
+
+    def update_rule(self):
+        """The scheme this config trains with (see kltrain.schemes)."""
+        tau = self.tau_schedule()
+        rule = {
+            "sgd": lambda: SGD(self.learning_rate),
+            "is": lambda: LocalEntropy(tau, ImportanceSampling(self.samples, antithetic=self.antithetic,
+                                                               projected=self.projected, keep_log_weights=False)),
+            "sgld": lambda: LocalEntropy(tau, SGLD(self.samples, temperatures=HarmonicTemperatures(self.sgld_offset),
+                                                   projected=self.projected, noise_scale=self.sgld_noise_scale)),
+            "hr": lambda: Heat(tau, RobbinsMonro(self.hr_iterations, self.hr_samples, c=self.hr_c,
+                                                 alpha=self.hr_alpha, projected=self.projected)),
+        }[self.algorithm]()
+        return SwitchAfter(SGD(self.learning_rate), rule, self.sgd_first) if self.sgd_first else rule
+
+    @property
+    def label(self) -> str:
+        name = self.algorithm.upper()
+        return f"SGD→{name}" if self.sgd_first and self.algorithm != "sgd" else name
+
+
+@dataclass
+class TrainResult:
+    """What a run measured; ``to_json``/``to_csv`` write it."""
+
+    config: TrainConfig
+    eval_updates: list = field(default_factory=list)     # update counts at which accuracy was measured
+    test_accuracy: list = field(default_factory=list)
+    minibatch_loss: list = field(default_factory=list)   # f on the update's minibatch, before the update
+    seconds: list = field(default_factory=list)          # wall time of each update
+    taus: list = field(default_factory=list)
+
+    def accuracy_at(self, update: int) -> float:
+        return self.test_accuracy[self.eval_updates.index(update)]
+
+    @property
+    def seconds_per_update(self) -> float:
+        return float(np.mean(self.seconds)) if self.seconds else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "eval_updates": self.eval_updates,
+                "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
+                "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
+
+    def to_json(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+    def to_csv(self, path) -> Path:
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["update", "test_accuracy"])
+            writer.writerows(zip(self.eval_updates, self.test_accuracy))
+        return path
+
+
+def load_data(config: TrainConfig):
+    X_train, y_train, X_test, y_test = load(config.dataset)
+    if config.n_test < len(X_test):  # "1000 randomly selected images from the held-out test set"
+        pick = np.random.default_rng(12345).choice(len(X_test), size=config.n_test, replace=False)
+        X_test, y_test = X_test[pick], y_test[pick]
+    return X_train, y_train, X_test, y_test
+
+
+def train(config: TrainConfig, data=None, progress: bool = True) -> TrainResult:
+    """Run one training run; ``data`` = (X_train, y_train, X_test, y_test) or None to load.
+
+    BLAS is kept to one thread throughout: the kernels use both cores, and OpenBLAS
+    threads left spinning by an accuracy evaluation made the next update 2.5× slower.
+    """
+    with single_blas_thread():
+        return _train(config, data, progress)
+
+
+def _train(config, data, progress):
+    X_train, y_train, X_test, y_test = load_data(config) if data is None else data
+    net = NETS[config.net]()
+    init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
+    params = net.init(np.random.default_rng(init_ss))
+    data_rng, noise_rng = np.random.default_rng(data_ss), np.random.default_rng(noise_ss)
+    trainset = TrainingSet(net, X_train, y_train, config.batch_size, backend=config.backend)
+    rule = config.update_rule()
+    tau = config.tau_schedule()
+    result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])
+    bar = _progress(config, progress)
+    state = None
+    for k in range(config.n_updates):
+        batch = trainset.sample(data_rng)
+        if state is None:
+            state = rule.init(batch, params)
+        start = time.perf_counter()
+        new, state, _ = rule.step(noise_rng, state, batch, params, k)
+        result.seconds.append(time.perf_counter() - start)
+        result.minibatch_loss.append(batch.value(params))
+        result.taus.append(tau(max(k - config.sgd_first, 0)))
+        params = np.asarray(new, dtype=np.float32)
+        if not np.all(np.isfinite(params)):
+            raise FloatingPointError(f"{config.label}: parameters became non-finite at update {k + 1}")
+        if (k + 1) % config.eval_every == 0 or k + 1 == config.n_updates:
+            result.eval_updates.append(k + 1)
+            result.test_accuracy.append(net.accuracy(params, X_test, y_test))
+            bar.set_postfix(acc=f"{result.test_accuracy[-1]:.3f}")
+        bar.update(1)
+    bar.close()
+    result.final_params = params
+    return result
+
+
+def _progress(config, enabled):
+    from tqdm.auto import tqdm
+    return tqdm(total=config.n_updates, desc=f"{config.label} {config.net} seed {config.seed}",
+                disable=not enabled, leave=False)
