@@ -102,6 +102,16 @@ def _fig_6_5_panels():
     return tuple(out)
 
 
+SWEEP_SAMPLES = (10, 100, 1000, 10_000, 100_000)
+
+
+def _is_sweep():
+    """The paper's open question (§6.4): does IS keep improving with many more samples?"""
+    configs = {"SGD": TrainConfig("sgd")}
+    configs.update({f"IS, J={J}": TrainConfig("is", samples=J) for J in SWEEP_SAMPLES})
+    return configs
+
+
 EXPERIMENTS = {
     "table-6.1": Experiment("table-6.1", "Table 6.1 / Fig 6.1: held-out accuracy, 784–200–10 from random init",
                             5, _paper_four()),
@@ -112,6 +122,8 @@ EXPERIMENTS = {
     "fig-6.4": Experiment("fig-6.4", "Fig 6.4: choice of τ, 784–10 net (top SGLD, bottom IS)", 2, _fig_6_4(),
                           _fig_6_4_panels()),
     "fig-6.5": Experiment("fig-6.5", "Fig 6.5: scoping τ (SGLD) beside SGD", 2, _fig_6_5(), _fig_6_5_panels()),
+    "is-sweep": Experiment("is-sweep", "Fig 6.3 extended: IS with J = 10 … 10⁵ samples beside SGD (784–200–10)",
+                           3, _is_sweep()),
 }
 NAMES = tuple(EXPERIMENTS) + ("table-6.2",)
 

@@ -7,8 +7,12 @@
 
 import os
 
-import matplotlib
-from hypothesis import HealthCheck, settings
+# CUDA kernels run under numba's simulator in the tests (tiny sizes); a GPU machine runs the
+# real-GPU tests with `NUMBA_ENABLE_CUDASIM=0 python -m pytest -m cuda`. Set before numba loads.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import matplotlib  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 matplotlib.use("Agg")
 

@@ -103,6 +103,7 @@ def test_backend_dispatch_errors():
 def test_cuda_backend_without_gpu_is_a_clear_error(monkeypatch):
     import kltrain.kernels as kernels
     monkeypatch.setattr(kernels, "cuda_available", lambda: False)
+    monkeypatch.setattr(kernels, "_simulator_on", lambda: False)
     with pytest.raises(RuntimeError, match="GPU"):
         kernels.get_backend("cuda")
     assert kernels.resolve("auto") == "cpu"

@@ -33,3 +33,21 @@ def test_estimator_rate_checks_pass_on_small_runs(tmp_path):
     result = estimators.importance_sampling_rate(report, n_rep=20, Js=(100, 400, 1600, 6400))
     assert result.passed, result
     assert (tmp_path / "figures" / "is_error_vs_J.png").exists()
+
+
+def test_is_sweep_section_shows_stored_data_without_a_gpu(tmp_path, monkeypatch):
+    from validation import mnist
+    data = tmp_path / "sweep.json"
+    data.write_text(json.dumps({"SGD": {"updates": [0, 500], "mean": [0.1, 0.85], "std": [0.0, 0.01], "seeds": 3,
+                                        "median_seconds_per_update": 0.0003},
+                                "IS, J=100000": {"updates": [0, 500], "mean": [0.1, 0.8], "std": [0.0, 0.02],
+                                                 "seeds": 3, "median_seconds_per_update": 0.004}}))
+    monkeypatch.setattr(mnist, "SWEEP_DATA", data)
+    report = Report(tmp_path / "r")
+    mnist.is_sweep_section(report)
+    title, body = report.sections[-1]
+    assert "10⁵" in title and "| IS, J=100000 | 3 | 0.800 ± 0.020 |" in body
+    assert (tmp_path / "r" / "figures" / "is-sweep.png").exists()
+    monkeypatch.setattr(mnist, "SWEEP_DATA", tmp_path / "missing.json")
+    mnist.is_sweep_section(report)
+    assert "validation.gpu --sweep" in report.sections[-1][1]

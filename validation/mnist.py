@@ -8,7 +8,11 @@ figure (Tables 6.1, 6.2; Figs 6.1–6.5) with the default seeds (5 for tables).
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
+
+import numpy as np
 
 from kltrain.bench import markdown_table, run_bench
 from kltrain.experiments import EXPERIMENTS, PAPER_TABLE_6_1, run_experiment, table_6_1
@@ -79,6 +83,54 @@ def figure_sections(report, quick=False, progress=False) -> None:
         report.add_section(exp.title, text + "\n\n" + _copy_figure(report, out, name))
 
 
+SWEEP_DATA = Path(__file__).with_name("data") / "is-sweep-summary.json"
+
+
+def is_sweep_section(report, quick=False, progress=False) -> None:
+    """Fig 6.3 extended to J = 10⁵ (the paper's §6.4 question); run on a GPU, else shown from stored JSON."""
+    from kltrain.kernels import cuda_available
+    if cuda_available() or quick:
+        run_experiment("is-sweep", quick=quick, out=report.out / "mnist", progress=progress, backend="auto")
+        summary = json.loads((report.out / "mnist" / "is-sweep" / "summary.json").read_text())
+        source = "run now"
+    elif SWEEP_DATA.exists():
+        summary, source = json.loads(SWEEP_DATA.read_text()), f"stored data ({SWEEP_DATA.name})"
+    else:
+        report.add_section(EXPERIMENTS["is-sweep"].title, "No GPU here and no stored sweep data: run "
+                           "`python -m validation.gpu --sweep` on a GPU machine.")
+        return
+    rows = ["| run | seeds | accuracy after last update | s/update (median) |", "|---|---|---|---|"]
+    for label, d in summary.items():
+        rows.append(f"| {label} | {d['seeds']} | {d['mean'][-1]:.3f} ± {d['std'][-1]:.3f} | "
+                    f"{d['median_seconds_per_update']:.4f} |")
+    figure = _plot_summary(summary, report.figure("is-sweep.png"))
+    report.add_section(EXPERIMENTS["is-sweep"].title, f"Source: {source}. {SWEEP_NOTE}\n\n" + "\n".join(rows)
+                       + f"\n\n![is-sweep](figures/{figure.name})")
+
+
+SWEEP_NOTE = ("Paper §6.4: \"a highly parallel implementation of IS which leverages modern GPU architecture to "
+              "efficiently compute the relevant expectation may offer practicality\".")
+
+
+def _plot_summary(summary, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, d in summary.items():
+        mean, std = np.array(d["mean"]), np.array(d["std"])
+        ax.plot(d["updates"], mean, label=label)
+        ax.fill_between(d["updates"], mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("parameter updates")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def run(report, mode: str, progress=False) -> None:
     """mode: "default" | "full" | "quick"."""
     quick = mode == "quick"
@@ -86,3 +138,4 @@ def run(report, mode: str, progress=False) -> None:
     table_6_2_section(report, nets=("small", "hidden") if mode == "full" else ("hidden",), quick=quick)
     if mode in ("full", "quick"):
         figure_sections(report, quick=quick, progress=progress)
+        is_sweep_section(report, quick=quick, progress=progress)

@@ -53,5 +53,8 @@ def get_backend(name: str = "auto"):
     if name == "cpu":
         from . import cpu_backend
         return cpu_backend
+    if cuda_available() or _simulator_on():  # the simulator runs the same kernels (tests, tiny sizes)
+        from . import cuda_backend
+        return cuda_backend
     raise RuntimeError("backend='cuda' needs a CUDA GPU and numba-cuda (pip install 'kltrain[cuda]'); "
                        "none was found — use backend='cpu' or 'auto'")

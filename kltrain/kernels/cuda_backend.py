@@ -1,0 +1,148 @@
+"""The numba.cuda backend: the reference interface (kltrain.kernels.reference) on the GPU kernels.
+
+Arrays go in and come out as NumPy arrays; the minibatch's index arrays are
+copied to the device once per Minibatch and cached on it. Inside an update
+the only transfers are the J log weights (down) and their exponentials (up)
+for importance sampling; the SGLD chain and the Robbins–Monro iteration stay
+on the device from their first step to their last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda as nbcuda
+
+from ..estimators.importance import ISPartial
+from ..noise import stream_key
+from . import cuda as K
+
+THREADS = 128          # threads per network block (one hidden unit each, looped)
+COORD_THREADS = 256    # threads per block for per-coordinate kernels
+
+
+def supports(net) -> bool:
+    """The GPU kernels cover the paper's nets: 0 or 1 hidden layer within the compile-time limits."""
+    sizes = net.sizes
+    return len(sizes) in (2, 3) and sizes[1] <= K.MAX_HIDDEN and sizes[-1] <= K.MAX_CLASSES
+
+
+def _device_batch(mb):
+    """Device copies of the minibatch (cached on the Minibatch object)."""
+    cached = mb.__dict__.get("_cuda")
+    if cached is None:
+        net = mb.net
+        if not supports(net) or mb.batch_size > K.MAX_BATCH:
+            raise NotImplementedError(
+                f"the CUDA kernels handle nets with 0 or 1 hidden layer of width <= {K.MAX_HIDDEN}, <= "
+                f"{K.MAX_CLASSES} classes and batches <= {K.MAX_BATCH}; got sizes {net.sizes}, batch "
+                f"{mb.batch_size} — use backend='cpu'")
+        (w0, b0, _, H), last = net.layer_offsets[0], net.layer_offsets[-1]
+        two = len(net.layer_offsets) == 2
+        lay = np.array([w0, b0, H, last[0] if two else 0, last[1] if two else 0, net.sizes[-1], int(two)],
+                       dtype=np.int64)
+        cached = tuple(nbcuda.to_device(a) for a in (lay, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.y))
+        mb.__dict__["_cuda"] = cached
+    return cached
+
+
+def _f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _blocks(n, threads=COORD_THREADS):
+    return (n + threads - 1) // threads
+
+
+def log_weights(mb, params, tau, seed, start, stop, antithetic, d_params=None):
+    lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
+    d_params = nbcuda.to_device(_f32(params)) if d_params is None else d_params
+    out = nbcuda.device_array(stop - start, dtype=np.float32)
+    K.log_weights[stop - start, THREADS](d_params, np.float32(np.sqrt(tau)), stream_key(seed), start, antithetic,
+                                          lay, cols, colptr, col_row, col_val, y, mb.batch_size, out)
+    return out.copy_to_host().astype(np.float64)
+
+
+def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    d_params = nbcuda.to_device(_f32(params))
+    log_w = log_weights(mb, params, tau, seed, start, stop, antithetic, d_params)
+    m = float(log_w.max())
+    w = np.exp(log_w - m)
+    acc = nbcuda.device_array(d_params.size, dtype=np.float32)
+    K.accumulate[_blocks(acc.size), COORD_THREADS](stream_key(seed), start, antithetic,
+                                                    nbcuda.to_device(w.astype(np.float32)), acc)
+    return ISPartial(m, float(w.sum()), float(w @ w), acc.copy_to_host().astype(np.float64), stop - start), log_w
+
+
+def population_losses(mb, params, tau, seed, samples):
+    return np.array([-log_weights(mb, params, tau, seed, j, j + 1, False)[0] for j in samples])
+
+
+def _zeros(n):
+    out = nbcuda.device_array(n, dtype=np.float32)
+    K.fill[_blocks(n), COORD_THREADS](out, np.float32(0.0))
+    return out
+
+
+def _loss_grad(mb, d_params, d_grad, d_loss):
+    lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
+    K.loss_grad[1, THREADS](d_params, lay, cols, colptr, col_row, col_val, y, mb.batch_size, d_grad, d_loss)
+
+
+def loss_and_grad(mb, params):
+    d_params = nbcuda.to_device(_f32(params))
+    grad, loss = _zeros(d_params.size), nbcuda.device_array(1, dtype=np.float32)
+    _loss_grad(mb, d_params, grad, loss)
+    return float(loss.copy_to_host()[0]), grad.copy_to_host()
+
+
+def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
+    """One Algorithm 3 transition in place on host arrays (the fresh-minibatch path)."""
+    d = [nbcuda.to_device(_f32(a)) for a in (x, chain, grad, total)]
+    _langevin(d, e, e_next, tau, stream_key(seed), j, noise_scale)
+    chain[:], total[:] = d[1].copy_to_host(), d[3].copy_to_host()
+
+
+def _langevin(d, e, e_next, tau, key, j, noise_scale):
+    x, chain, grad, total = d
+    skey = key + (np.uint64(j) << np.uint64(32)) * np.uint64(0x9E3779B97F4A7C15)
+    K.langevin[_blocks(chain.size), COORD_THREADS](x, chain, grad, total, np.float32(0.5 * e),
+                                                    np.float32(noise_scale * np.sqrt(e)), np.float32(1.0 / tau),
+                                                    np.float32(e_next), skey)
+
+
+def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
+    """Algorithm 3 on the device: per inner step one gradient block and one Langevin grid, no host sync."""
+    eps = np.asarray(eps, np.float64)
+    key = stream_key(seed)
+    d_x, d_chain = nbcuda.to_device(_f32(x)), nbcuda.to_device(_f32(chain))
+    d_total = nbcuda.to_device((eps[0] * _f32(chain)).astype(np.float32))
+    d_grad, d_loss = _zeros(d_x.size), nbcuda.device_array(1, dtype=np.float32)
+    for j in range(1, eps.size):
+        _loss_grad(mb, d_chain, d_grad, d_loss)
+        _langevin((d_x, d_chain, d_grad, d_total), eps[j - 1], eps[j], tau, key, j, noise_scale)
+    grad_norm = float(np.linalg.norm(d_grad.copy_to_host())) if eps.size > 1 else 0.0
+    return d_total.copy_to_host() / np.float32(eps.sum()), d_chain.copy_to_host(), grad_norm
+
+
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
+    """Algorithm 5 on the device: per iteration M gradient blocks (atomically summed) and one update grid."""
+    lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
+    d_xk = nbcuda.to_device(_f32(x_k))
+    d_x = nbcuda.to_device(_f32(x_k))
+    gsum, res2 = _zeros(d_x.size), nbcuda.to_device(np.zeros(1))
+    key, s, M = stream_key(seed), np.float32(np.sqrt(tau)), n_samples
+    for j, a in enumerate(np.asarray(steps, np.float64), start=1):
+        K.rm_grads[M, THREADS](d_x, s, key, (j - 1) * M, lay, cols, colptr, col_row, col_val, y,
+                               mb.batch_size, gsum)
+        if j == len(steps):
+            res2 = nbcuda.to_device(np.zeros(1))
+        K.rm_update[_blocks(d_x.size), COORD_THREADS](d_x, d_xk, gsum, np.float32(a), np.float32(tau / M), res2)
+    return d_x.copy_to_host(), float(np.sqrt(res2.copy_to_host()[0]))
+
+
+def normals(seed, samples, n_coords):
+    samples = np.asarray(samples, dtype=np.int64)
+    out = nbcuda.device_array((samples.size, n_coords), dtype=np.float32)
+    grid = (_blocks(samples.size, 16), _blocks(n_coords, 16))
+    K.normals[grid, (16, 16)](stream_key(seed), nbcuda.to_device(samples), 0, out)
+    return out.copy_to_host()

