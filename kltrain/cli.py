@@ -25,7 +25,8 @@ def _train(args) -> int:
                       sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
                       hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
                       projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
-                      dataset=args.dataset, seed=args.seed, backend=args.backend)
+                      dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
+                      workers=args.workers)
     result = train(cfg, progress=not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def _reproduce(args) -> int:
         print(f"wrote {out}")
         return 0
     run_experiment(args.experiment, seeds=args.seeds, quick=args.quick, out=args.out, backend=args.backend,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, scheduler=args.scheduler, workers=args.workers)
     print(f"wrote {args.out}/{args.experiment}/")
     return 0
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     train.add_argument("--out", default="kltrain-results/train")
     train.add_argument("--no-progress", action="store_true")
+    _dask_arguments(train)
     train.set_defaults(func=_train)
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
@@ -99,8 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="kltrain-results")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     rep.add_argument("--no-progress", action="store_true")
+    _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
+
+    dist = sub.add_parser("bench-distributed", help="IS update throughput on 1 and 2 local Dask workers")
+    dist.add_argument("--samples", default="10000,100000", help="comma-separated J values")
+    dist.add_argument("--workers", default="1,2", help="comma-separated worker counts (one thread each)")
+    dist.add_argument("--repeat", type=int, default=2)
+    dist.add_argument("--json", metavar="PATH")
+    dist.set_defaults(func=_bench_distributed)
     return parser
+
+
+def _dask_arguments(parser):
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://host:8786): shard IS over it")
+    group.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers for IS")
+
+
+def _bench_distributed(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .distributed import connect, scaling_benchmark
+    records = scaling_benchmark(lambda n: connect(workers=n, threads_per_worker=1),
+                                worker_counts=[int(w) for w in args.workers.split(",")],
+                                samples=[int(s) for s in args.samples.split(",")], repeat=args.repeat)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(records, indent=1))
+        print(f"wrote {args.json}")
+    return 0
 
 
 def main(argv=None) -> int:

@@ -149,8 +149,18 @@ class ExperimentResult:
 
 
 def run_experiment(name, seeds=None, quick=False, out="kltrain-results", backend="auto", progress=True,
-                   printer=print) -> ExperimentResult:
-    """Train every configuration of ``name`` over ``seeds`` seeds; write results, figure and table."""
+                   printer=print, scheduler=None, workers=0) -> ExperimentResult:
+    """Train every configuration of ``name`` over ``seeds`` seeds; write results, figure and table.
+
+    ``scheduler`` (a Dask address) or ``workers`` (> 0: a local cluster) shard importance
+    sampling over Dask workers, one client for the whole experiment.
+    """
+    from .training import backend_context
+    with backend_context(TrainConfig("sgd", backend=backend, scheduler=scheduler, workers=workers)) as chosen:
+        return _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer)
+
+
+def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer):
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {NAMES}")
     exp = EXPERIMENTS[name]
@@ -164,7 +174,8 @@ def run_experiment(name, seeds=None, quick=False, out="kltrain-results", backend
         data = data_cache.setdefault(key, load_data(cfg))
         runs[label] = []
         for seed in range(n_seeds):
-            res = train(replace(cfg, seed=seed), data=data, progress=progress)
+            res = train(replace(cfg, seed=seed), data=data, progress=progress,
+                        backend=None if isinstance(chosen, str) else chosen)
             res.to_json(folder / "runs" / f"{_slug(label)}-seed{seed}.json")
             runs[label].append(res)
         printer(f"  {label:<28} final accuracy {np.mean([r.test_accuracy[-1] for r in runs[label]]):.3f} "

@@ -26,11 +26,10 @@ from .projected import projected_importance_update, projected_robbins_monro, pro
 class MinibatchLoss:
     """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`MLP`."""
 
-    def __init__(self, net: MLP, X, y, *, backend: str = "auto", source: "TrainingSet | None" = None):
+    def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None):
         self.net = net
         self.batch = Minibatch.build(net, X, y)
-        self.backend_name = resolve(backend)
-        self.backend = get_backend(self.backend_name)
+        self.backend_name, self.backend = _backend(backend)
         self.source = source
 
     @property
@@ -91,10 +90,18 @@ class MinibatchLoss:
         return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
 
 
+def _backend(backend):
+    """(name, module-or-object) for a backend name, or a backend object such as DaskBackend."""
+    if isinstance(backend, str):
+        name = resolve(backend)
+        return name, get_backend(name)
+    return getattr(backend, "name", type(backend).__name__), backend
+
+
 class TrainingSet:
     """Training data for an MLP; ``sample(rng)`` draws a minibatch loss of ``batch_size`` rows."""
 
-    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend: str = "auto"):
+    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto"):
         self.net = net
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         self.y = np.ascontiguousarray(y, dtype=np.int64)
@@ -103,7 +110,7 @@ class TrainingSet:
         self.batch_size = check_count(batch_size, "batch_size", 1)
         if self.batch_size > self.X.shape[0]:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.X.shape[0]} training rows")
-        self.backend = resolve(backend)
+        self.backend = resolve(backend) if isinstance(backend, str) else backend
 
     def sample(self, rng) -> MinibatchLoss:
         idx = as_generator(rng).choice(self.X.shape[0], size=self.batch_size, replace=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,13 +63,15 @@ class TrainConfig:
     dataset: str = "mnist"              # mnist | fashion-mnist
     seed: int = 0
     backend: str = "auto"
+    scheduler: str | None = None        # Dask scheduler address: IS runs sharded on its workers
+    workers: int = 0                    # > 0: start a local Dask cluster of this many workers instead
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.net not in NETS:
             raise ValueError(f"net must be one of {tuple(NETS)}, got {self.net!r}")
-        for name in ("n_updates", "sgd_first"):
+        for name in ("n_updates", "sgd_first", "workers"):
             check_count(getattr(self, name), name)
         for name in ("batch_size", "samples", "hr_iterations", "hr_samples", "eval_every", "n_test"):
             check_count(getattr(self, name), name, 1)
@@ -150,23 +153,41 @@ def load_data(config: TrainConfig):
     return X_train, y_train, X_test, y_test
 
 
-def train(config: TrainConfig, data=None, progress: bool = True) -> TrainResult:
+def train(config: TrainConfig, data=None, progress: bool = True, backend=None) -> TrainResult:
     """Run one training run; ``data`` = (X_train, y_train, X_test, y_test) or None to load.
 
-    BLAS is kept to one thread throughout: the kernels use both cores, and OpenBLAS
-    threads left spinning by an accuracy evaluation made the next update 2.5× slower.
+    ``backend`` (an object such as :class:`kltrain.distributed.DaskBackend`) overrides
+    ``config.backend``; with ``config.scheduler`` or ``config.workers`` a Dask backend is
+    made for this run. BLAS is kept to one thread throughout: the kernels use both cores,
+    and OpenBLAS threads left spinning by an accuracy evaluation made the next update 2.5× slower.
     """
-    with single_blas_thread():
-        return _train(config, data, progress)
+    with backend_context(config, backend) as chosen, single_blas_thread():
+        return _train(config, data, progress, chosen)
 
 
-def _train(config, data, progress):
+@contextmanager
+def backend_context(config, given=None):
+    """The backend to train with: ``given``, a Dask one from the config (closed after), or the config's name."""
+    if given is not None:
+        yield given
+    elif config.scheduler or config.workers:
+        from .distributed import DaskBackend, connect
+        client = connect(config.scheduler, workers=config.workers or 2)
+        try:
+            yield DaskBackend(client)
+        finally:
+            client.close()
+    else:
+        yield config.backend
+
+
+def _train(config, data, progress, backend):
     X_train, y_train, X_test, y_test = load_data(config) if data is None else data
     net = NETS[config.net]()
     init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
     params = net.init(np.random.default_rng(init_ss))
     data_rng, noise_rng = np.random.default_rng(data_ss), np.random.default_rng(noise_ss)
-    trainset = TrainingSet(net, X_train, y_train, config.batch_size, backend=config.backend)
+    trainset = TrainingSet(net, X_train, y_train, config.batch_size, backend=backend)
     rule = config.update_rule()
     tau = config.tau_schedule()
     result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])
