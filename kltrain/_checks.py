@@ -14,12 +14,7 @@ import numpy as np
 
 def check_tau(tau) -> float:
     """Return ``tau`` as a float; it must be finite and > 0 (variance of φ_{x,τ})."""
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
-        raise TypeError(f"tau must be a real number, got {tau!r}")
-    tau = float(tau)
-    if not np.isfinite(tau) or tau <= 0:
-        raise ValueError(f"tau must be a positive finite number, got {tau!r}")
-    return tau
+    return check_positive(tau, "tau")
 
 
 def check_point(x, dim: int | None = None, name: str = "x") -> np.ndarray:

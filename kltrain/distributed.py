@@ -44,7 +44,7 @@ def connect(scheduler: str | None = None, *, workers: int = 2, threads_per_worke
         raise ImportError("kltrain.distributed needs dask.distributed: pip install 'kltrain[distributed]'") from err
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         return Client(cluster)
     try:
         return Client(scheduler, timeout=timeout)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -67,16 +66,6 @@ def parity(quick=False) -> dict:
     return out
 
 
-def _best(fn, repeat=3):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def torch_is_update(net, params, X, y, tau, n_samples, device="cuda", chunk=2000):
     """The peer: IS update with materialised noise and batched matmuls (torch.bmm), log-space merge."""
     import torch
@@ -116,6 +105,7 @@ def peer_available() -> str | None:
 
 
 def benchmark(quick=False) -> list[dict]:
+    from kltrain.bench import best_time
     from kltrain.kernels import get_backend
     from kltrain.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
     gpu = get_backend("cuda")
@@ -126,9 +116,9 @@ def benchmark(quick=False) -> list[dict]:
     Js = (1000,) if quick else (1000, 10_000, 100_000)
     rows = []
 
-    def add(algorithm, samples, fn, repeat=3):
+    def add(algorithm, samples, fn, repeat=3):  # best of ``repeat`` after a warm-up
         rows.append({"algorithm": algorithm, "net": "small" if quick else "hidden", "backend": "cuda",
-                     "samples": samples, "seconds_per_update": _best(fn, repeat)})
+                     "samples": samples, "seconds_per_update": best_time(fn, repeat)})
         print(f"{algorithm:<22} {samples:>7} {rows[-1]['seconds_per_update']:.5f} s", flush=True)
 
     add("SGD", 1, lambda: gpu.loss_and_grad(mb, p))
@@ -141,7 +131,7 @@ def benchmark(quick=False) -> list[dict]:
     add("HR per-sample", 900, lambda: gpu.robbins_monro(mb, p, tau, steps, 30, 1), repeat=1)
     if peer_available():
         for J in Js if not quick else (1000,):
-            t = _best(lambda J=J: torch_is_update(net, p, mb.X, mb.y, tau, J), 2)
+            t = best_time(lambda J=J: torch_is_update(net, p, mb.X, mb.y, tau, J), 2)
             rows.append({"algorithm": "IS (PyTorch bmm peer)", "net": rows[0]["net"], "backend": "torch",
                          "samples": J, "seconds_per_update": t})
             print(f"{'IS (PyTorch bmm peer)':<22} {J:>7} {t:.5f} s", flush=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .counter import fill_normals, normal_pair, sample_key
+from .counter import fill_normals, sample_key
 from .cpu_mlp import (JIT, cross_entropy, dense_t, layer_block, loss_and_grad, relu, scratch_size_of,
                       sparse_affine)
 

@@ -137,7 +137,7 @@ def _network_loss(params, s, skey, lay, cols, colptr, col_row, col_val, y, B, pr
 @cuda.jit(device=True)
 def _backward(lay, cols, colptr, col_row, col_val, B, pre1, w2s, delta, out, accumulate):
     """∇f into ``out`` (assigned, or atomically added when ``accumulate``), after _network_loss."""
-    w0, b0, H, w1, b1, C, two = lay[0], lay[1], lay[2], lay[3], lay[4], lay[5], lay[6]
+    w0, b0, H, w1, C, two = lay[0], lay[1], lay[2], lay[3], lay[5], lay[6]
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
     d1 = delta
     if two == 1:
