@@ -238,7 +238,7 @@ def plot_experiment(result: ExperimentResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = result.experiment.panels or ((result.experiment.title, tuple(result.runs)),)
-    cols = min(len(panels), 3)
+    cols = 2 if len(panels) == 4 else min(len(panels), 3)
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     for ax, (title, labels) in zip(axes.ravel(), panels):

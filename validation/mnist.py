@@ -94,7 +94,8 @@ def is_sweep_section(report, quick=False, progress=False) -> None:
         summary = json.loads((report.out / "mnist" / "is-sweep" / "summary.json").read_text())
         source = "run now"
     elif SWEEP_DATA.exists():
-        summary, source = json.loads(SWEEP_DATA.read_text()), f"stored data ({SWEEP_DATA.name})"
+        summary = json.loads(SWEEP_DATA.read_text())
+        source = f"stored data ({SWEEP_DATA.name}: {summary.pop('_meta', 'no provenance recorded')})"
     else:
         report.add_section(EXPERIMENTS["is-sweep"].title, "No GPU here and no stored sweep data: run "
                            "`python -m validation.gpu --sweep` on a GPU machine.")
