@@ -102,11 +102,6 @@ def dense_affine(act, q, w_off, b_off, fan_in, fan_out, out, wt):
     dense_t(act, transpose_into(q, w_off, fan_in, fan_out, wt), q[b_off:b_off + fan_out], out)
 
 
-def scratch_size(net) -> int:
-    """Scratch for one transposed dense weight block (the largest layer after the first)."""
-    return max([fi * fo for fi, fo in zip(net.sizes[1:-1], net.sizes[2:])], default=1)
-
-
 @nb.njit(**JIT)
 def scratch_size_of(offsets):
     best = 1
