@@ -21,7 +21,7 @@ float or a schedule k ↦ τ(k) (:mod:`kltrain.schedules`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -32,15 +32,17 @@ from .schedules import as_tau_schedule
 
 
 @dataclass(frozen=True)
-class LocalEntropy:
-    """Algorithm 1: x_{k+1} = estimate of E_{q_{x_k,τ(k)}}[X] (any "mean" estimator)."""
+class _EstimatorRule:
+    """x_{k+1} = estimator's step at x_k with τ(k); subclasses fix the estimator kind and default."""
 
+    kind: ClassVar[str]
+    where: ClassVar[str]
     tau: Any
-    estimator: Any = field(default_factory=Exact)
+    estimator: Any
 
     def __post_init__(self):
         object.__setattr__(self, "tau", as_tau_schedule(self.tau))
-        require_kind(self.estimator, "mean", "Algorithm 1 (LocalEntropy)")
+        require_kind(self.estimator, self.kind, self.where)
 
     def init(self, loss, x):
         return self.estimator.init(loss, x, self.tau(0))
@@ -50,21 +52,21 @@ class LocalEntropy:
 
 
 @dataclass(frozen=True)
-class Heat:
+class LocalEntropy(_EstimatorRule):
+    """Algorithm 1: x_{k+1} = estimate of E_{q_{x_k,τ(k)}}[X] (any "mean" estimator)."""
+
+    kind: ClassVar[str] = "mean"
+    where: ClassVar[str] = "Algorithm 1 (LocalEntropy)"
+    estimator: Any = field(default_factory=Exact)
+
+
+@dataclass(frozen=True)
+class Heat(_EstimatorRule):
     """Algorithm 2: x_{k+1} ≈ argmin_x KL(φ_{x,τ(k)} ‖ q_{x_k,τ(k)}) (any "prox" estimator)."""
 
-    tau: Any
+    kind: ClassVar[str] = "prox"
+    where: ClassVar[str] = "Algorithm 2 (Heat)"
     estimator: Any = field(default_factory=ExactProx)
-
-    def __post_init__(self):
-        object.__setattr__(self, "tau", as_tau_schedule(self.tau))
-        require_kind(self.estimator, "prox", "Algorithm 2 (Heat)")
-
-    def init(self, loss, x):
-        return self.estimator.init(loss, x, self.tau(0))
-
-    def step(self, rng, state, loss, x, k):
-        return self.estimator.step(rng, state, loss, x, self.tau(k))
 
 
 class SGDInfo(NamedTuple):
