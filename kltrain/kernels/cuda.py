@@ -27,6 +27,12 @@ from numba import cuda, float32
 from ..noise import GOLDEN, MIX1, MIX2
 
 MAX_BATCH, MAX_HIDDEN, MAX_CLASSES = 24, 256, 16
+# Shared-array shapes must be compile-time constants: numba-cuda freezes module-level ints, but types an
+# expression such as MAX_BATCH * MAX_HIDDEN inside a kernel as a runtime int64 and refuses it (the simulator
+# accepts either, which is why the compile tier in tests/test_cuda_compile.py exists).
+POOL_HIDDEN = MAX_BATCH * MAX_HIDDEN                 # pre-activations, one row per example
+POOL_HEAD = MAX_HIDDEN * MAX_CLASSES + MAX_CLASSES   # the perturbed W₂ and b₂
+POOL_LOGITS = MAX_BATCH * MAX_CLASSES                # logits, and ∂f/∂logits
 _S1, _S9, _S27, _S30, _S31, _S32, _S33 = (np.uint64(k) for k in (1, 9, 27, 30, 31, 32, 33))
 _M23 = np.uint64(0x7FFFFF)
 _F_M31, _F_M23 = np.float32(2.0 ** -31), np.float32(2.0 ** -23)
@@ -186,10 +192,10 @@ def _store(out, i, g, accumulate):
 @cuda.jit
 def log_weights(params, s, key, start, antithetic, lay, cols, colptr, col_row, col_val, y, B, out):
     """out[i] = −f(params ± s·ε_src) for sample j = start + i (block i); antithetic pairs share ε."""
-    pre1 = cuda.shared.array(MAX_BATCH * MAX_HIDDEN, float32)
-    w2s = cuda.shared.array(MAX_HIDDEN * MAX_CLASSES + MAX_CLASSES, float32)
-    logits = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
-    delta = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
+    pre1 = cuda.shared.array(POOL_HIDDEN, float32)
+    w2s = cuda.shared.array(POOL_HEAD, float32)
+    logits = cuda.shared.array(POOL_LOGITS, float32)
+    delta = cuda.shared.array(POOL_LOGITS, float32)
     losses = cuda.shared.array(MAX_BATCH, float32)
     j = start + cuda.blockIdx.x
     src, sign = j, float32(1.0)
@@ -226,10 +232,10 @@ def fill(out, value):
 @cuda.jit
 def loss_grad(params, lay, cols, colptr, col_row, col_val, y, B, grad, loss_out):
     """One block: f(params) into loss_out[0] and ∇f into grad (inactive W₁ rows must be zero)."""
-    pre1 = cuda.shared.array(MAX_BATCH * MAX_HIDDEN, float32)
-    w2s = cuda.shared.array(MAX_HIDDEN * MAX_CLASSES + MAX_CLASSES, float32)
-    logits = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
-    delta = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
+    pre1 = cuda.shared.array(POOL_HIDDEN, float32)
+    w2s = cuda.shared.array(POOL_HEAD, float32)
+    logits = cuda.shared.array(POOL_LOGITS, float32)
+    delta = cuda.shared.array(POOL_LOGITS, float32)
     losses = cuda.shared.array(MAX_BATCH, float32)
     loss = _network_loss(params, float32(0.0), np.uint64(0), lay, cols, colptr, col_row, col_val, y, B,
                          pre1, w2s, logits, delta, losses)
@@ -251,10 +257,10 @@ def langevin(x, chain, grad, total, half, root, inv_tau, e_next, skey):
 @cuda.jit
 def rm_grads(x, s, key, sample0, lay, cols, colptr, col_row, col_val, y, B, gsum):
     """Block m: gsum += ∇f(x + s·ε_{sample0+m}) (atomic), for Robbins–Monro's M draws."""
-    pre1 = cuda.shared.array(MAX_BATCH * MAX_HIDDEN, float32)
-    w2s = cuda.shared.array(MAX_HIDDEN * MAX_CLASSES + MAX_CLASSES, float32)
-    logits = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
-    delta = cuda.shared.array(MAX_BATCH * MAX_CLASSES, float32)
+    pre1 = cuda.shared.array(POOL_HIDDEN, float32)
+    w2s = cuda.shared.array(POOL_HEAD, float32)
+    logits = cuda.shared.array(POOL_LOGITS, float32)
+    delta = cuda.shared.array(POOL_LOGITS, float32)
     losses = cuda.shared.array(MAX_BATCH, float32)
     skey = sample_key(key, sample0 + cuda.blockIdx.x)
     _network_loss(x, s, skey, lay, cols, colptr, col_row, col_val, y, B, pre1, w2s, logits, delta, losses)

@@ -146,3 +146,39 @@ def normals(seed, samples, n_coords):
     grid = (_blocks(samples.size, 16), _blocks(n_coords, 16))
     K.normals[grid, (16, 16)](stream_key(seed), nbcuda.to_device(samples), 0, out)
     return out.copy_to_host()
+
+
+SELF_CHECK_TOLERANCE = 1e-4  # float32 kernels against float32 CPU kernels on a tiny net
+
+
+def self_check() -> None:
+    """Compile every kernel and compare it with the numba CPU kernels on a tiny net (6–4–3, batch 3).
+
+    Raises RuntimeError naming the first quantity that differs by more than
+    :data:`SELF_CHECK_TOLERANCE` (relative to its scale); numba's own error if a kernel does not
+    compile or launch. ``backend="auto"`` calls this once before it picks the GPU.
+    """
+    from ..nets import MLP
+    from . import cpu_backend as cpu
+    from .layout import Minibatch
+    rng = np.random.default_rng(0)
+    net = MLP((6, 4, 3))
+    mb = Minibatch.build(net, rng.random((3, 6)) * (rng.random((3, 6)) < 0.7), np.array([0, 2, 1]))
+    p = net.init(1)
+    eps, steps = 1 / (10 + np.arange(1, 4)), 0.5 * np.arange(1, 3) ** -0.7
+    gpu_is, cpu_is = importance_partial(mb, p, 0.1, 7, 0, 3, True), cpu.importance_partial(mb, p, 0.1, 7, 0, 3, True)
+    pairs = {
+        "normals": (normals(5, [0, 3], 7), cpu.normals(5, [0, 3], 7)),
+        "log_weights": (gpu_is[1], cpu_is[1]),
+        "is_sum_w_eps": (gpu_is[0].sum_w_eps, cpu_is[0].sum_w_eps),
+        "gradient": (loss_and_grad(mb, p)[1], cpu.loss_and_grad(mb, p)[1]),
+        "sgld_mean": (sgld_chain(mb, p, p, 0.1, eps, 3)[0], cpu.sgld_chain(mb, p, p, 0.1, eps, 3)[0]),
+        "robbins_monro": (robbins_monro(mb, p, 0.1, steps, 2, 4)[0], cpu.robbins_monro(mb, p, 0.1, steps, 2, 4)[0]),
+    }
+    for quantity, (gpu, ref) in pairs.items():
+        gpu, ref = np.asarray(gpu, np.float64), np.asarray(ref, np.float64)
+        error = float(np.max(np.abs(gpu - ref), initial=0.0)) if gpu.shape == ref.shape else np.inf
+        scale = max(float(np.max(np.abs(ref), initial=0.0)), 1.0)
+        if not error <= SELF_CHECK_TOLERANCE * scale:  # catches NaN too
+            raise RuntimeError(f"CUDA kernels disagree with the CPU kernels on {quantity}: "
+                               f"max |GPU - CPU| = {error:.3g} (tolerance {SELF_CHECK_TOLERANCE * scale:.3g})")
