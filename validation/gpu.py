@@ -55,12 +55,11 @@ def kernel_resources() -> dict:
     out = {}
     for name in LAUNCH_TYPES:
         kernel = getattr(K, name)
-        for sig in kernel.overloads:
-            regs = int(kernel.get_regs_per_thread(sig))
-            smem = int(kernel.get_shared_mem_per_block(sig))
+        for compiled in kernel.overloads.values():
+            regs, smem = int(compiled.regs_per_thread), int(compiled.shared_mem_per_block)
             threads = THREADS_PER_BLOCK.get(name, 256)
             out[name] = {"registers": regs, "shared_bytes": smem,
-                         "local_bytes": int(kernel.get_local_mem_per_thread(sig)), "threads": threads,
+                         "local_bytes": int(compiled.local_mem_per_thread), "threads": threads,
                          "theoretical_occupancy": occupancy(regs, smem, threads, cc) if cc in ((8, 0), (9, 0))
                          else None}
     return out
@@ -208,7 +207,7 @@ def benchmark(quick=False) -> list[dict]:
     return rows
 
 
-def sweep(out: Path, seeds: int, quick=False) -> dict:
+def sweep(out: Path, seeds: int, quick=False, first_seed=0) -> dict:
     """§6.4 on the GPU: IS accuracy for J = 10 … 10⁵ beside SGD, seed-major so that a run cut short
     still holds every J for its first seeds. Rewrites ``out/is-sweep-summary.json`` after every run."""
     from dataclasses import replace
@@ -220,7 +219,7 @@ def sweep(out: Path, seeds: int, quick=False) -> dict:
     runs_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
     data = None
-    for seed in range(seeds):
+    for seed in range(first_seed, seeds):
         for label, cfg in configs.items():
             cfg = replace(quick_config(cfg) if quick else cfg, backend="cuda", seed=seed)
             data = load_data(cfg) if data is None else data
@@ -230,7 +229,7 @@ def sweep(out: Path, seeds: int, quick=False) -> dict:
             entry["accuracy"].append(list(map(float, res.test_accuracy)))
             entry["seconds"].append(float(np.median(res.seconds)))
             tmp = out / "is-sweep-summary.json.tmp"
-            tmp.write_text(json.dumps({"device": device_info(), "seeds_done": seed + 1, "runs": summary}, indent=1))
+            tmp.write_text(json.dumps({"device": device_info(), "seeds": [first_seed, seed + 1], "runs": summary}, indent=1))
             tmp.replace(out / "is-sweep-summary.json")
             print(f"sweep seed {seed} {label:<12} final accuracy {res.test_accuracy[-1]:.3f} "
                   f"({np.median(res.seconds):.4f} s/update)", flush=True)
@@ -244,6 +243,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also run the IS sample-size sweep (J up to 1e5)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sweep-only", action="store_true", help="skip parity and benchmark (resume a sweep)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the sweep's first seed (resume a cut-short sweep)")
     args = parser.parse_args(argv)
     from kltrain.kernels import cuda_available
     if not cuda_available():
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     result = {"device": device_info()}
     print("device:", result["device"], flush=True)
     if args.sweep_only:
-        sweep(out, 1 if args.quick else args.seeds, args.quick)
+        sweep(out, 1 if args.quick else args.seeds, args.quick, args.first_seed)
         return 0
     result["auto"] = self_check_timing()
     print("backend='auto' self-check:", result["auto"], flush=True)

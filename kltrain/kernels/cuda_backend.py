@@ -18,6 +18,7 @@ from . import cuda as K
 
 THREADS = 128          # threads per network block (one hidden unit each, looped)
 COORD_THREADS = 256    # threads per block for per-coordinate kernels
+SAMPLE_CHUNK = 128     # IS samples one accumulate thread sums (grid: coordinates × J/SAMPLE_CHUNK)
 
 
 def supports(net) -> bool:
@@ -68,8 +69,12 @@ def importance_partial(mb, params, tau, seed, start, stop, antithetic):
     m = float(log_w.max())
     w = np.exp(log_w - m)
     acc = nbcuda.device_array(d_params.size, dtype=np.float32)
-    K.accumulate[_blocks(acc.size), COORD_THREADS](stream_key(seed), start, antithetic,
-                                                    nbcuda.to_device(w.astype(np.float32)), acc)
+    chunks = _blocks(stop - start, SAMPLE_CHUNK)
+    partial = nbcuda.device_array((chunks, acc.size), dtype=np.float32)
+    K.accumulate[(_blocks(acc.size), chunks), (COORD_THREADS, 1)](stream_key(seed), start, antithetic,
+                                                                   nbcuda.to_device(w.astype(np.float32)),
+                                                                   SAMPLE_CHUNK, partial)
+    K.sum_rows[_blocks(acc.size), COORD_THREADS](partial, acc)
     return ISPartial(m, float(w.sum()), float(w @ w), acc.copy_to_host().astype(np.float64), stop - start), log_w
 
 
@@ -111,15 +116,16 @@ def _langevin(d, e, e_next, tau, key, j, noise_scale):
 
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
-    """Algorithm 3 on the device: per inner step one gradient block and one Langevin grid, no host sync."""
+    """Algorithm 3 on the device: the whole chain in one launch (:func:`kltrain.kernels.cuda.sgld_chain`)."""
+    lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
     eps = np.asarray(eps, np.float64)
-    key = stream_key(seed)
     d_x, d_chain = nbcuda.to_device(_f32(x)), nbcuda.to_device(_f32(chain))
     d_total = nbcuda.to_device((eps[0] * _f32(chain)).astype(np.float32))
-    d_grad, d_loss = _zeros(d_x.size), nbcuda.device_array(1, dtype=np.float32)
-    for j in range(1, eps.size):
-        _loss_grad(mb, d_chain, d_grad, d_loss)
-        _langevin((d_x, d_chain, d_grad, d_total), eps[j - 1], eps[j], tau, key, j, noise_scale)
+    d_grad = _zeros(d_x.size)
+    if eps.size > 1:
+        K.sgld_chain[1, THREADS](d_x, d_chain, d_grad, d_total, nbcuda.to_device(eps), np.float64(noise_scale),
+                                 np.float32(1.0 / tau), stream_key(seed), lay, cols, colptr, col_row, col_val, y,
+                                 mb.batch_size)
     grad_norm = float(np.linalg.norm(d_grad.copy_to_host())) if eps.size > 1 else 0.0
     return d_total.copy_to_host() / np.float32(eps.sum()), d_chain.copy_to_host(), grad_norm
 
