@@ -13,9 +13,8 @@ MAX_HIDDEN, classes ≤ MAX_CLASSES.
 
 Kernels: ``log_weights`` (a block per IS sample), ``accumulate`` + ``sum_rows``
 (Σ_j w_j ε_j over a grid of coordinates × sample chunks, noise regenerated, then
-the chunks summed in order), ``loss_grad`` (one block), ``sgld_chain`` (a whole
-Algorithm 3 chain in one block), ``langevin`` (one step, a thread per coordinate:
-the fresh-minibatch path), ``rm_grads`` (a block per Robbins–Monro draw,
+the chunks summed in order), ``loss_grad`` (one block), ``langevin`` (a thread
+per coordinate), ``rm_grads`` (a block per Robbins–Monro draw,
 atomically summed) and ``rm_update``; ``normals`` for parity tests.
 """
 
@@ -271,32 +270,6 @@ def langevin(x, chain, grad, total, half, root, inv_tau, e_next, skey):
         v = chain[c] - half * (grad[c] - (x[c] - chain[c]) * inv_tau) + root * normal(skey, c)
         chain[c] = v
         total[c] += e_next * v
-
-
-@cuda.jit
-def sgld_chain(x, chain, grad, total, eps, noise_scale, inv_tau, key, lay, cols, colptr, col_row, col_val, y, B):
-    """Algorithm 3's whole chain in one block: per step ∇f(chain), then the Langevin move of :func:`langevin`.
-
-    Two launches per step cost ~0.14 ms on an H200 (launch latency, not work); one block running every
-    step keeps the chain in global memory, visible to the block across ``syncthreads``. For the reduced
-    problem (a few thousand coordinates) one block is enough; grad must start at zero.
-    """
-    pre1 = cuda.shared.array(POOL_HIDDEN, float32)
-    w2s = cuda.shared.array(POOL_HEAD, float32)
-    logits = cuda.shared.array(POOL_LOGITS, float32)
-    delta = cuda.shared.array(POOL_LOGITS, float32)
-    losses = cuda.shared.array(MAX_BATCH, float32)
-    for j in range(1, eps.size):
-        _network_loss(chain, float32(0.0), np.uint64(0), lay, cols, colptr, col_row, col_val, y, B,
-                      pre1, w2s, logits, delta, losses)
-        _backward(lay, cols, colptr, col_row, col_val, B, pre1, w2s, delta, grad, False)
-        half, root = float32(0.5 * eps[j - 1]), float32(noise_scale * math.sqrt(eps[j - 1]))
-        e_next, skey = float32(eps[j]), sample_key(key, j)
-        for c in range(cuda.threadIdx.x, chain.size, cuda.blockDim.x):
-            v = chain[c] - half * (grad[c] - (x[c] - chain[c]) * inv_tau) + root * normal(skey, c)
-            chain[c] = v
-            total[c] += e_next * v
-        cuda.syncthreads()
 
 
 @cuda.jit

@@ -116,16 +116,15 @@ def _langevin(d, e, e_next, tau, key, j, noise_scale):
 
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
-    """Algorithm 3 on the device: the whole chain in one launch (:func:`kltrain.kernels.cuda.sgld_chain`)."""
-    lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
+    """Algorithm 3 on the device: per inner step one gradient block and one Langevin grid, no host sync."""
     eps = np.asarray(eps, np.float64)
+    key = stream_key(seed)
     d_x, d_chain = nbcuda.to_device(_f32(x)), nbcuda.to_device(_f32(chain))
     d_total = nbcuda.to_device((eps[0] * _f32(chain)).astype(np.float32))
-    d_grad = _zeros(d_x.size)
-    if eps.size > 1:
-        K.sgld_chain[1, THREADS](d_x, d_chain, d_grad, d_total, nbcuda.to_device(eps), np.float64(noise_scale),
-                                 np.float32(1.0 / tau), stream_key(seed), lay, cols, colptr, col_row, col_val, y,
-                                 mb.batch_size)
+    d_grad, d_loss = _zeros(d_x.size), nbcuda.device_array(1, dtype=np.float32)
+    for j in range(1, eps.size):
+        _loss_grad(mb, d_chain, d_grad, d_loss)
+        _langevin((d_x, d_chain, d_grad, d_total), eps[j - 1], eps[j], tau, key, j, noise_scale)
     grad_norm = float(np.linalg.norm(d_grad.copy_to_host())) if eps.size > 1 else 0.0
     return d_total.copy_to_host() / np.float32(eps.sum()), d_chain.copy_to_host(), grad_norm
 

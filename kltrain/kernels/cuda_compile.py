@@ -36,11 +36,10 @@ LAUNCH_TYPES: dict[str, tuple] = {
     "fill": (F32V, F32),
     "loss_grad": (F32V,) + _BATCH + (F32V, F32V),
     "langevin": (F32V, F32V, F32V, F32V, F32, F32, F32, F32, U64),
-    "sgld_chain": (F32V, F32V, F32V, F32V, F64V, nbt.float64, F32, U64) + _BATCH,
     "rm_grads": (F32V, F32, U64, I64) + _BATCH + (F32V,),
     "rm_update": (F32V, F32V, F32V, F32, F32, F64V),
 }
-THREADS_PER_BLOCK = {"log_weights": 128, "loss_grad": 128, "rm_grads": 128, "sgld_chain": 128}  # the rest: 256 (16×16 for normals)
+THREADS_PER_BLOCK = {"log_weights": 128, "loss_grad": 128, "rm_grads": 128}  # the rest: 256 (16×16 for normals)
 
 
 @dataclass(frozen=True)
