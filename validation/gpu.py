@@ -173,7 +173,7 @@ def peer_available() -> str | None:
         return None
 
 
-def benchmark(quick=False) -> list[dict]:
+def benchmark(quick=False, peer=True, per_sample=True) -> list[dict]:
     from kltrain.bench import best_time
     from kltrain.kernels import get_backend
     from kltrain.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
@@ -193,12 +193,15 @@ def benchmark(quick=False) -> list[dict]:
     add("SGD", 1, lambda: gpu.loss_and_grad(mb, p))
     for J in Js:
         add("IS", J, lambda J=J: projected_importance_update(gpu, mb, p, tau, 1, J))
-    add("IS per-sample", 1000, lambda: gpu.importance_partial(mb, p, tau, 1, 0, 1000, False))
+    if per_sample:
+        add("IS per-sample", 1000, lambda: gpu.importance_partial(mb, p, tau, 1, 0, 1000, False))
     add("SGLD", eps.size, lambda: projected_sgld_chain(gpu, mb, p, p, tau, eps, 1))
-    add("SGLD per-sample", eps.size, lambda: gpu.sgld_chain(mb, p, p, tau, eps, 1), repeat=1)
+    if per_sample:
+        add("SGLD per-sample", eps.size, lambda: gpu.sgld_chain(mb, p, p, tau, eps, 1), repeat=1)
     add("HR", 900, lambda: projected_robbins_monro(gpu, mb, p, tau, steps, 30, 1))
-    add("HR per-sample", 900, lambda: gpu.robbins_monro(mb, p, tau, steps, 30, 1), repeat=1)
-    if peer_available():
+    if per_sample:
+        add("HR per-sample", 900, lambda: gpu.robbins_monro(mb, p, tau, steps, 30, 1), repeat=1)
+    if peer and peer_available():
         for J in Js if not quick else (1000,):
             t = best_time(lambda J=J: torch_is_update(net, p, mb.X, mb.y, tau, J), 2)
             rows.append({"algorithm": "IS (PyTorch bmm peer)", "net": rows[0]["net"], "backend": "torch",
@@ -236,6 +239,19 @@ def sweep(out: Path, seeds: int, quick=False, first_seed=0) -> dict:
     return summary
 
 
+def tune_threads(counts, quick=False) -> list[dict]:
+    """Parity and the reduced-update benchmark for each threads-per-network-block count, in one process
+    (the kernels read blockDim at run time, so one compilation serves every count)."""
+    from kltrain.kernels import cuda_backend
+    rows = []
+    for threads in counts:
+        cuda_backend.THREADS = threads
+        print(f"-- {threads} threads per network block", flush=True)
+        ok = parity(quick)["passed"]
+        rows += [dict(r, threads=threads, parity_passed=ok) for r in benchmark(quick, peer=False, per_sample=False)]
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.gpu", description=__doc__)
     parser.add_argument("--out", default="gpu-report")
@@ -244,6 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sweep-only", action="store_true", help="skip parity and benchmark (resume a sweep)")
     parser.add_argument("--first-seed", type=int, default=0, help="the sweep's first seed (resume a cut-short sweep)")
+    parser.add_argument("--tune-threads", type=int, nargs="+", metavar="N",
+                        help="only compare threads per network block (e.g. 128 256 512) -> OUT/threads.json")
     args = parser.parse_args(argv)
     from kltrain.kernels import cuda_available
     if not cuda_available():
@@ -255,6 +273,10 @@ def main(argv=None) -> int:
     print("device:", result["device"], flush=True)
     if args.sweep_only:
         sweep(out, 1 if args.quick else args.seeds, args.quick, args.first_seed)
+        return 0
+    if args.tune_threads:
+        rows = tune_threads(args.tune_threads, args.quick)
+        (out / "threads.json").write_text(json.dumps({"device": result["device"], "rows": rows}, indent=1))
         return 0
     result["auto"] = self_check_timing()
     print("backend='auto' self-check:", result["auto"], flush=True)
