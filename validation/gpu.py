@@ -50,14 +50,14 @@ def kernel_resources() -> dict:
     from numba import cuda
 
     from kltrain.kernels import cuda as K
-    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, THREADS_PER_BLOCK, occupancy
+    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, occupancy, threads_per_block
     cc = tuple(cuda.get_current_device().compute_capability)
     out = {}
     for name in LAUNCH_TYPES:
         kernel = getattr(K, name)
         for compiled in kernel.overloads.values():
             regs, smem = int(compiled.regs_per_thread), int(compiled.shared_mem_per_block)
-            threads = THREADS_PER_BLOCK.get(name, 256)
+            threads = threads_per_block(name)
             out[name] = {"registers": regs, "shared_bytes": smem,
                          "local_bytes": int(compiled.local_mem_per_thread), "threads": threads,
                          "theoretical_occupancy": occupancy(regs, smem, threads, cc) if cc in ((8, 0), (9, 0))

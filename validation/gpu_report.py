@@ -50,6 +50,21 @@ def benchmark_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def threads_table(data: dict) -> str:
+    """Run 3: the reduced updates' ms per threads-per-network-block count (parity held for each)."""
+    rows = data.get("threads_per_block", {}).get("rows", [])
+    counts = sorted({r["threads"] for r in rows})
+    if not counts:
+        return ""
+    lines = ["| measure, ms | " + " | ".join(f"{c} threads" for c in counts) + " |", "|---|" + "---|" * len(counts)]
+    for algorithm, samples in (("SGD", 1), ("IS", 1000), ("IS", 10_000), ("IS", 100_000), ("SGLD", 1000), ("HR", 900)):
+        cells = [_ms(_row([r for r in rows if r["threads"] == c], algorithm, samples)) for c in counts]
+        lines.append(f"| {algorithm}, {samples:,} | " + " | ".join(cells) + " |")
+    ok = all(r["parity_passed"] for r in rows)
+    return f"{data['threads_per_block']['_what']}; parity {'held' if ok else 'FAILED'} for every count.\n\n" + \
+        "\n".join(lines)
+
+
 def gpu_section(report, device: str = "h200") -> None:
     path = DATA / f"gpu-{device}.json"
     if not path.exists():
@@ -69,7 +84,7 @@ def gpu_section(report, device: str = "h200") -> None:
         f"GPU (numba.cuda) on an {data['device']['name']}",
         f"Stored data ({path.name}, {data['date']}; `python -m validation.gpu`). Every time is the best of a few "
         f"calls after a warm-up, our kernels and the PyTorch peer in the same run.\n\n{runs}\n\n"
-        + benchmark_table(data)
+        + benchmark_table(data) + "\n\n" + threads_table(data)
         + f"\n\nWhere the reduced IS update's time goes at J = 10³ (run {len(data['runs'])}): {parts}. "
         "Host work (SVD, lift) and Python-side launches and transfers dominate; the 0.2 ms target would need "
         "the whole update on the device."

@@ -61,7 +61,7 @@ def normal(skey, c):
     return float32(r * math.cos(_TWO_PI * u2))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def normals(key, samples, start, out):
     """out[r, c] = ε[samples[r], start + c]."""
     r, c = cuda.grid(2)
@@ -190,7 +190,7 @@ def _store(out, i, g, accumulate):
 
 
 # -- kernels ---------------------------------------------------------------------------
-@cuda.jit
+@cuda.jit(cache=True)
 def log_weights(params, s, key, start, antithetic, lay, cols, colptr, col_row, col_val, y, B, out):
     """out[i] = −f(params ± s·ε_src) for sample j = start + i (block i); antithetic pairs share ε."""
     pre1 = cuda.shared.array(POOL_HIDDEN, float32)
@@ -208,7 +208,7 @@ def log_weights(params, s, key, start, antithetic, lay, cols, colptr, col_row, c
         out[cuda.blockIdx.x] = -loss
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def accumulate(key, start, antithetic, weights, chunk, partial):
     """partial[k, c] = Σ_{i in chunk k} weights[i]·ε_j[c], j = start + i (±ε pairs when antithetic).
 
@@ -229,7 +229,7 @@ def accumulate(key, start, antithetic, weights, chunk, partial):
         partial[k, c] = acc
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sum_rows(partial, out):
     """out[c] = Σ_k partial[k, c], in the order k = 0, 1, …: the IS numerator Σ_j w_j ε_j."""
     c = cuda.grid(1)
@@ -240,14 +240,14 @@ def sum_rows(partial, out):
         out[c] = acc
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def fill(out, value):
     i = cuda.grid(1)
     if i < out.size:
         out[i] = value
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def loss_grad(params, lay, cols, colptr, col_row, col_val, y, B, grad, loss_out):
     """One block: f(params) into loss_out[0] and ∇f into grad (inactive W₁ rows must be zero)."""
     pre1 = cuda.shared.array(POOL_HIDDEN, float32)
@@ -262,7 +262,7 @@ def loss_grad(params, lay, cols, colptr, col_row, col_val, y, B, grad, loss_out)
         loss_out[0] = loss
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def langevin(x, chain, grad, total, half, root, inv_tau, e_next, skey):
     """chain ← chain − (ε/2)(∇f − (x − chain)/τ) + s√ε·ε_j ; total += ε_next·chain (Alg. 3)."""
     c = cuda.grid(1)
@@ -272,7 +272,7 @@ def langevin(x, chain, grad, total, half, root, inv_tau, e_next, skey):
         total[c] += e_next * v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rm_grads(x, s, key, sample0, lay, cols, colptr, col_row, col_val, y, B, gsum):
     """Block m: gsum += ∇f(x + s·ε_{sample0+m}) (atomic), for Robbins–Monro's M draws."""
     pre1 = cuda.shared.array(POOL_HIDDEN, float32)
@@ -285,7 +285,7 @@ def rm_grads(x, s, key, sample0, lay, cols, colptr, col_row, col_val, y, B, gsum
     _backward(lay, cols, colptr, col_row, col_val, B, pre1, w2s, delta, gsum, True)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rm_update(x, x_k, gsum, a, scale, res2):
     """h = x − x_k + scale·gsum (eq. 5.3); x ← x − a·h; gsum ← 0; res2 += |h|²."""
     c = cuda.grid(1)

@@ -16,7 +16,7 @@ from ..estimators.importance import ISPartial
 from ..noise import stream_key
 from . import cuda as K
 
-THREADS = 128          # threads per network block (one hidden unit each, looped)
+THREADS = 256          # threads per network block (H200, run 3: 256 beat 128 by 1.3x on SGLD and HR; 512 no better)
 COORD_THREADS = 256    # threads per block for per-coordinate kernels
 SAMPLE_CHUNK = 128     # IS samples one accumulate thread sums (grid: coordinates × J/SAMPLE_CHUNK)
 

@@ -39,7 +39,11 @@ LAUNCH_TYPES: dict[str, tuple] = {
     "rm_grads": (F32V, F32, U64, I64) + _BATCH + (F32V,),
     "rm_update": (F32V, F32V, F32V, F32, F32, F64V),
 }
-THREADS_PER_BLOCK = {"log_weights": 128, "loss_grad": 128, "rm_grads": 128}  # the rest: 256 (16×16 for normals)
+
+def threads_per_block(name: str) -> int:
+    """Threads per block the backend launches ``name`` with (network kernels: cuda_backend.THREADS)."""
+    from .cuda_backend import COORD_THREADS, THREADS
+    return THREADS if name in ("log_weights", "loss_grad", "rm_grads") else COORD_THREADS
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def resources(name: str, cc=(9, 0)) -> KernelResources:
     log = link_report(compile_kernel(name, cc), cc)
     regs = _number(r"used (\d+) registers", log)
     shared = _number(r"(\d+) bytes smem", log)
-    threads = THREADS_PER_BLOCK.get(name, 256)
+    threads = threads_per_block(name)
     return KernelResources(name, tuple(cc), regs,
                            _number(r"(\d+) bytes spill stores", log) + _number(r"(\d+) bytes spill loads", log),
                            _number(r"(\d+) bytes stack frame", log), shared, threads,
