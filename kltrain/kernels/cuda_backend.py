@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda as nbcuda
 
 from ..estimators.importance import ISPartial
-from ..noise import stream_key
+from ..noise import GOLDEN, stream_key
 from . import cuda as K
 
 THREADS = 256          # threads per network block (H200, run 3: 256 beat 128 by 1.3x on SGLD and HR; 512 no better)
@@ -109,7 +109,7 @@ def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.
 
 def _langevin(d, e, e_next, tau, key, j, noise_scale):
     x, chain, grad, total = d
-    skey = key + (np.uint64(j) << np.uint64(32)) * np.uint64(0x9E3779B97F4A7C15)
+    skey = np.uint64((int(key) + (int(j) << 32) * int(GOLDEN)) % 2 ** 64)  # sample_key in Python ints: no overflow warning
     K.langevin[_blocks(chain.size), COORD_THREADS](x, chain, grad, total, np.float32(0.5 * e),
                                                     np.float32(noise_scale * np.sqrt(e)), np.float32(1.0 / tau),
                                                     np.float32(e_next), skey)
