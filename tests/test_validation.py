@@ -36,7 +36,8 @@ def test_estimator_rate_checks_pass_on_small_runs(tmp_path):
 
 
 def test_is_sweep_section_shows_stored_data_without_a_gpu(tmp_path, monkeypatch):
-    from validation import mnist
+    from validation import gpu_report, mnist
+    monkeypatch.setattr(gpu_report, "DATA", tmp_path)  # no stored GPU sweep: the CPU one is shown
     data = tmp_path / "sweep.json"
     data.write_text(json.dumps({"SGD": {"updates": [0, 500], "mean": [0.1, 0.85], "std": [0.0, 0.01], "seeds": 3,
                                         "median_seconds_per_update": 0.0003},
@@ -51,3 +52,23 @@ def test_is_sweep_section_shows_stored_data_without_a_gpu(tmp_path, monkeypatch)
     monkeypatch.setattr(mnist, "SWEEP_DATA", tmp_path / "missing.json")
     mnist.is_sweep_section(report)
     assert "validation.gpu --sweep" in report.sections[-1][1]
+
+
+def test_gpu_sections_show_the_stored_h200_runs(tmp_path):
+    """The committed GPU data reach the report: the benchmark table, the §6.4 sweep and its reading."""
+    from validation import gpu_report, mnist
+    report = Report(tmp_path / "r")
+    gpu_report.gpu_section(report)
+    title, body = report.sections[-1]
+    assert "H200" in title and "| IS, J = 10⁵ (reduced), ms | ≤ 10 |" in body and "peer / ours" in body
+    mnist.is_sweep_section(report, stored_only=True)
+    title, body = report.sections[-1]
+    assert "is-sweep-gpu-h200.json" in body and "| IS, J=100000 | 5 |" in body and "SE)" in body
+
+
+def test_gpu_section_without_stored_data(tmp_path, monkeypatch):
+    from validation import gpu_report
+    monkeypatch.setattr(gpu_report, "DATA", tmp_path)
+    report = Report(tmp_path / "r")
+    gpu_report.gpu_section(report)
+    assert "gpu_session.sh" in report.sections[-1][1]
