@@ -56,14 +56,14 @@ class MinibatchLoss:
             raise TypeError("this MinibatchLoss was not drawn from a TrainingSet; it cannot resample")
         return self.source.sample(rng)
 
-    # -- fast paths used by the estimators ------------------------------------------
+    # -- fast paths (kltrain.fastpath.FastPaths: arguments x, tau, seed, then the algorithm's) --
     def importance_partial(self, x, tau, seed, start, stop, antithetic):
         return self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
         return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic)
 
-    def sgld_chain(self, x, tau, start, eps, seed, rng=None, noise_scale=1.0):
+    def sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
             return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
@@ -80,13 +80,13 @@ class MinibatchLoss:
             grad_norm = float(np.linalg.norm(g))
         return total / np.float32(eps.sum()), chain, grad_norm
 
-    def projected_sgld_chain(self, x, tau, start, eps, seed, noise_scale=1.0):
+    def projected_sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
         return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed, noise_scale)
 
-    def robbins_monro(self, x_k, tau, steps, n_samples, seed):
+    def robbins_monro(self, x_k, tau, seed, steps, n_samples):
         return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)
 
-    def projected_robbins_monro(self, x_k, tau, steps, n_samples, seed):
+    def projected_robbins_monro(self, x_k, tau, seed, steps, n_samples):
         return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
 
 

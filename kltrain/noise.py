@@ -65,3 +65,14 @@ def counter_normals(seed: int, samples, n_coords: int, coord_offset: int = 0) ->
 def draw_seed(rng: np.random.Generator) -> int:
     """A fresh 63-bit stream seed from a Generator (one per parameter update)."""
     return int(rng.integers(0, 2 ** 63))
+
+
+def noise_rows(seed: int, start: int, stop: int, dim: int, max_values: int = 2 ** 16):
+    """Yield ε_j = ε[j, :] for j = start, ..., stop − 1, generated a block at a time.
+
+    The same numbers as ``counter_normals(seed, [j], dim)[0]``; blocks of at most
+    ``max_values`` numbers amortise the hashing without storing all the rows.
+    """
+    block = max(1, max_values // max(dim, 1))
+    for lo in range(start, stop, block):
+        yield from counter_normals(seed, np.arange(lo, min(lo + block, stop)), dim)
