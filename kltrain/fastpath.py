@@ -19,7 +19,7 @@ work. There is no reference for it on a general loss, so a loss without the meth
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, overload
 
 import numpy as np
 
@@ -62,6 +62,14 @@ class FastPaths(Protocol):
                                 n_samples: int) -> tuple[np.ndarray, float]:
         """Algorithm 5 in reduced coordinates."""
         ...
+
+
+@overload
+def fast_path(loss: Any, method: str, projected: Literal[True]) -> Callable[..., Any]: ...
+
+
+@overload
+def fast_path(loss: Any, method: str, projected: bool = False) -> Callable[..., Any] | None: ...
 
 
 def fast_path(loss: Any, method: str, projected: bool = False) -> Callable[..., Any] | None:

@@ -15,8 +15,10 @@ from it can ``resample(rng)`` (SGLD's ``fresh_minibatch`` option).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import as_generator, check_count
+from ._types import RngLike
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
 from .nets import MLP
@@ -37,20 +39,20 @@ class MinibatchLoss:
         return self.net.n_params
 
     # -- the loss protocol -----------------------------------------------------
-    def value(self, x) -> float:
+    def value(self, x: ArrayLike) -> float:
         return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
-    def grad(self, x) -> np.ndarray:
+    def grad(self, x: ArrayLike) -> np.ndarray:
         return self.backend.loss_and_grad(self.batch, x)[1]
 
-    def loss_and_grad(self, x):
+    def loss_and_grad(self, x: ArrayLike) -> tuple[float, np.ndarray]:
         return self.backend.loss_and_grad(self.batch, x)
 
-    def values(self, P) -> np.ndarray:
+    def values(self, P: ArrayLike) -> np.ndarray:
         """The population loss over the rows of P (one network per row)."""
         return np.array([self.value(p) for p in np.atleast_2d(P)])
 
-    def resample(self, rng) -> "MinibatchLoss":
+    def resample(self, rng: RngLike) -> "MinibatchLoss":
         """A fresh minibatch from the same training set."""
         if self.source is None:
             raise TypeError("this MinibatchLoss was not drawn from a TrainingSet; it cannot resample")
@@ -112,6 +114,6 @@ class TrainingSet:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.X.shape[0]} training rows")
         self.backend = resolve(backend) if isinstance(backend, str) else backend
 
-    def sample(self, rng) -> MinibatchLoss:
+    def sample(self, rng: RngLike) -> MinibatchLoss:
         idx = as_generator(rng).choice(self.X.shape[0], size=self.batch_size, replace=False)
         return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def partial_from_log_weights(log_w: np.ndarray, eps: np.ndarray) -> ISPartial:
     return ISPartial(m, float(w.sum()), float(w @ w), w @ eps, int(log_w.size))
 
 
-def combine(partials) -> ISPartial:
+def combine(partials: Iterable[ISPartial]) -> ISPartial:
     """Exact log-space consolidation of shards (any order, any sizes)."""
     partials = list(partials)
     if not partials:
@@ -91,7 +91,8 @@ def proposal_noise(seed: int, start: int, stop: int, dim: int, antithetic: bool)
     return sign * counter_normals(seed, j // 2, dim)
 
 
-def importance_partial(loss, x, tau, seed, start, stop, antithetic=False):
+def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: int, stop: int,
+                       antithetic: bool = False) -> tuple[ISPartial, np.ndarray]:
     """Algorithm 4 over samples [start, stop), the NumPy reference: (ISPartial, log weights).
 
     Chunks of samples bound the memory at about CHUNK·2 numbers per coordinate block.

@@ -42,7 +42,8 @@ def proposal_draws(seed: int, j: int, n_samples: int, dim: int) -> np.ndarray:
     return counter_normals(seed, np.arange((j - 1) * n_samples, j * n_samples), dim)
 
 
-def robbins_monro(loss, x_k, tau, seed, steps, n_samples):
+def robbins_monro(loss: Any, x_k: np.ndarray, tau: float, seed: int, steps: np.ndarray, n_samples: int
+                  ) -> tuple[np.ndarray, float]:
     """Algorithm 5, the NumPy reference: (x^J, |ĥ(x^{J−1})|) with a_j = steps[j−1]."""
     x, residual = np.array(x_k, dtype=np.float64), 0.0
     for j, a in enumerate(steps, start=1):

@@ -40,12 +40,15 @@ class SGLDInfo(NamedTuple):
     seed: int          # regenerates every η_j
 
 
-def langevin_step(x, chain, grad, eps_j, tau, noise, noise_scale=1.0):
+def langevin_step(x: np.ndarray, chain: np.ndarray, grad: np.ndarray, eps_j: float, tau: float,
+                  noise: np.ndarray, noise_scale: float = 1.0) -> np.ndarray:
     """x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + s√ε_j·noise: drift ½∇log q_{x,τ} (eq. 2.6)."""
     return chain - 0.5 * eps_j * (grad - (x - chain) / tau) + noise_scale * np.sqrt(eps_j) * noise
 
 
-def sgld_chain(loss, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
+def sgld_chain(loss: Any, x: np.ndarray, tau: float, seed: int, start: np.ndarray, eps: np.ndarray,
+               noise_scale: float = 1.0, rng: np.random.Generator | None = None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
     """Algorithm 3, the NumPy reference: (Σ_j ε_j x^j / Σ_j ε_j, x^J, ‖∇f(x^{J−1})‖).
 
     ``eps`` holds ε_1..ε_J; transition j uses noise sample j; ``rng`` given: a fresh
