@@ -3,7 +3,7 @@
 ``MinibatchLoss(net, X, y)`` is f(x) = mean cross-entropy of the network with
 parameters x on one minibatch: it has ``value``/``grad``/``values`` like any
 loss, so ``kltrain.posterior_mean(loss, x, tau, estimator=...)`` works on it.
-It also offers the fast paths the estimators look for —
+It also offers every fast path of :class:`kltrain.fastpath.FastPaths` —
 ``importance_partial`` (Alg. 4), ``sgld_chain`` (Alg. 3), ``robbins_monro``
 (Alg. 5), and their exact-in-distribution ``projected_*`` versions
 (:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).

@@ -72,6 +72,14 @@ def test_grid_is_log_space_for_huge_losses():
     assert grid_error(loss, 0.1, "local_entropy", n=96) < 1e-4
 
 
+def test_the_exact_log_space_fallback_gives_the_same_grid(monkeypatch):
+    """Force every sum through the log-sum-exp path taken where BLAS sums would underflow."""
+    loss = random_mixture(np.random.default_rng(11))
+    fast = regularized_grid(loss, 0.1, n=48)[2]
+    monkeypatch.setattr(G, "UNDERFLOW", np.inf)
+    np.testing.assert_allclose(regularized_grid(loss, 0.1, n=48)[2], fast, rtol=0, atol=1e-10)
+
+
 def test_negative_control_without_padding_the_edges_are_wrong(monkeypatch):
     """No padding: points near the box edges lose half their neighbourhood, and the check must fail."""
     monkeypatch.setattr(G, "PAD_SDS", 0.0)

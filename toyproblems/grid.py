@@ -60,8 +60,9 @@ def _log_convolve_rows(logA: np.ndarray, logK: np.ndarray) -> np.ndarray:
     bad = S < UNDERFLOW
     with np.errstate(divide="ignore"):
         out = np.log(S) + m
-    for r, i in zip(*np.nonzero(bad)):
-        out[r, i] = np.logaddexp.reduce(logA[r] + logK[i])
+    for r in np.flatnonzero(bad.any(axis=1)):
+        i = np.flatnonzero(bad[r])
+        out[r, i] = np.logaddexp.reduce(logA[r][None, :] + logK[i], axis=1)
     return out
 
 
