@@ -95,7 +95,8 @@ def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: i
                        antithetic: bool = False) -> tuple[ISPartial, np.ndarray]:
     """Algorithm 4 over samples [start, stop), the NumPy reference: (ISPartial, log weights).
 
-    Chunks of samples bound the memory at about CHUNK·2 numbers per coordinate block.
+    Samples are evaluated in chunks of at most CHUNK rows and CHUNK_VALUES numbers, so that
+    memory stays bounded for an MLP's 159,010 coordinates.
     """
     chunk = max(1, min(CHUNK, CHUNK_VALUES // max(x.size, 1)))
     parts, log_ws = [], []
