@@ -89,3 +89,14 @@ def test_mlp_fast_paths_equal_the_references_on_a_plain_loss(make):
     a, b = scheme(fast, p, 0.01, 2, estimator=est, rng=3), scheme(plain, p, 0.01, 2, estimator=est, rng=3)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     assert np.abs(a[-1] - a[0]).max() > 1e-6  # the update moved: the check can fail
+
+
+@pytest.mark.parametrize("name", ["importance.importance_partial", "sgld.sgld_chain", "robbins_monro.robbins_monro"])
+def test_each_reference_reads_beside_its_pseudocode(name):
+    """One function per algorithm, about a screen long, with no fast-path dispatch inside it."""
+    import importlib
+    import inspect
+    module, fn = name.split(".")
+    source = inspect.getsource(getattr(importlib.import_module(f"kltrain.estimators.{module}"), fn))
+    assert len(source.splitlines()) <= 30
+    assert "fast_path" not in source and "getattr" not in source and "projected" not in source
