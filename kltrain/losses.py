@@ -13,8 +13,11 @@ A *loss* is any object with
 - optionally *closed forms* of the regularized quantities, which the exact
   estimators use when present: ``local_entropy(x, tau)``,
   ``local_entropy_grad(x, tau)``, ``posterior_mean(x, tau)``,
-  ``heat_regularization(x, tau)``, ``heat_regularization_grad(x, tau)``,
-  ``heat_prox(x_k, tau)``.
+  ``heat_regularization(x, tau)``, ``heat_regularization_grad(x, tau)``.
+
+:class:`OptionalLoss` and :class:`ClosedForms` below list these optional attributes
+with their signatures; ``tests/test_fastpath.py`` checks that every name the package
+looks up on a loss is listed there or in ``FastPaths``.
 
 Nothing here knows about neural networks: an MLP bound to a minibatch is just
 another loss.
@@ -37,6 +40,39 @@ class Loss(Protocol):
     def value(self, x: np.ndarray) -> float: ...
 
     def grad(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class OptionalLoss(Protocol):
+    """Optional attributes of a loss; each is looked up (``getattr``) only where it is used."""
+
+    dim: int             # the dimension d: a point of another dimension is refused
+    length_scale: float  # the smallest feature size of f: GridQuadrature's node spacing
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """f at each row of X (n, d): importance sampling, grids. Default: a loop over ``value``."""
+        ...
+
+    def grads(self, X: np.ndarray) -> np.ndarray:
+        """∇f at each row of X: Robbins–Monro's M draws. Default: a loop over ``grad``."""
+        ...
+
+    def resample(self, rng: np.random.Generator) -> Loss:
+        """The same loss on a fresh minibatch: ``SGLD(fresh_minibatch=True)``."""
+        ...
+
+
+class ClosedForms(Protocol):
+    """Exact regularized quantities; ``Exact``/``ClosedForm`` use any the loss offers."""
+
+    def local_entropy(self, x: np.ndarray, tau: float) -> float: ...             # F_τ, eq. (2.2)
+
+    def local_entropy_grad(self, x: np.ndarray, tau: float) -> np.ndarray: ...   # ∇F_τ
+
+    def posterior_mean(self, x: np.ndarray, tau: float) -> np.ndarray: ...      # E_q[X], eq. (5.1)
+
+    def heat_regularization(self, x: np.ndarray, tau: float) -> float: ...       # F^H_τ, §2.2
+
+    def heat_regularization_grad(self, x: np.ndarray, tau: float) -> np.ndarray: ...  # ∇F^H_τ
 
 
 def check_loss(loss: object) -> None:

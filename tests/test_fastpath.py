@@ -100,3 +100,30 @@ def test_each_reference_reads_beside_its_pseudocode(name):
     source = inspect.getsource(getattr(importlib.import_module(f"kltrain.estimators.{module}"), fn))
     assert len(source.splitlines()) <= 30
     assert "fast_path" not in source and "getattr" not in source and "projected" not in source
+
+
+def looked_up_names() -> set[str]:
+    """Every string literal the package passes to getattr/hasattr on a loss, plus Exact's closed forms."""
+    import ast
+    from pathlib import Path
+
+    from kltrain.estimators.exact import _QUANTITIES
+    names = set(_QUANTITIES)
+    for path in (Path(kltrain.__file__).parent).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr")
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id in ("loss", "batch")
+                    and isinstance(node.args[1], ast.Constant)):
+                names.add(node.args[1].value)
+    return names
+
+
+def test_every_optional_loss_method_is_in_a_documented_protocol():
+    from kltrain.losses import ClosedForms, Loss, OptionalLoss
+
+    def members(proto):
+        return {n for n in vars(proto) if not n.startswith("_")} | set(getattr(proto, "__annotations__", {}))
+    documented = members(Loss) | members(OptionalLoss) | members(ClosedForms) | members(FastPaths)
+    names = looked_up_names()
+    assert {"values", "grads", "resample", "dim", "length_scale", "posterior_mean"} <= names  # the scan works
+    assert names <= documented, names - documented
