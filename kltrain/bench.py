@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,8 @@ def run_bench(nets=("small", "hidden"), backend="cpu", repeat=3, samples=1000, m
         mb = Minibatch.build(net, X_train[:BATCH], y_train[:BATCH])
         for algorithm, n, ours, ref_name, ref_fn in _cases(net, mb, net.init(0), kernels, samples, m):
             rows.append((net_name, algorithm, n, best_time(ours, repeat), ref_name, ref_fn))
-    records, ref_cache = [], {}
+    records: list[BenchRecord] = []
+    ref_cache: dict[Any, float | None] = {}
     for net_name, algorithm, n, seconds, ref_name, ref_fn in rows:
         ref_seconds = None
         if reference:

@@ -27,6 +27,7 @@ IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-l
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 _MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3-D images / 1-D labels
 _notified = False
+Dataset = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # X_train, y_train, X_test, y_test
 
 
 class DataError(ValueError):
@@ -120,7 +121,7 @@ def load_mnist_subset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return X[train], y[train], X[test], y[test]
 
 
-def load_mnist(path=None, *, quiet: bool = False):
+def load_mnist(path: str | os.PathLike | None = None, *, quiet: bool = False) -> Dataset:
     """MNIST as (X_train, y_train, X_test, y_test); X float32 in [0, 1], shape (n, 784).
 
     ``path`` (or ``$KLTRAIN_DATA``) names a folder of the four IDX files of the
@@ -138,7 +139,7 @@ def load_mnist(path=None, *, quiet: bool = False):
     return load_mnist_subset()
 
 
-def load_fashion_mnist(path=None):
+def load_fashion_mnist(path: str | os.PathLike | None = None) -> Dataset:
     """Fashion-MNIST (70,000) from ``path`` or Debian's /usr/share/datasets/fashion-mnist."""
     folder = Path(path) if path is not None else FASHION_DIR
     if path is None and not folder.is_dir():
@@ -147,7 +148,7 @@ def load_fashion_mnist(path=None):
     return load_idx_folder(folder)
 
 
-def load(name: str, path=None):
+def load(name: str, path: str | os.PathLike | None = None) -> Dataset:
     """``load("mnist")`` or ``load("fashion-mnist")``."""
     loaders = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
     if name not in loaders:

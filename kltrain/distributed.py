@@ -26,6 +26,7 @@ So both the per-sample and the exact-in-distribution projected IS updates
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class DaskBackend:
         self.inner = inner
         self.threads = threads
         self.local = get_backend(inner)
-        self.last_timing = {}
+        self.last_timing: dict[str, Any] = {}
 
     def __getattr__(self, name):  # loss_and_grad, sgld_chain, robbins_monro, normals, ... run locally
         return getattr(self.local, name)

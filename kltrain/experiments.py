@@ -233,14 +233,13 @@ def table_6_1(result: ExperimentResult) -> str:
 
 
 def plot_experiment(result: ExperimentResult, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = result.experiment.panels or ((result.experiment.title, tuple(result.runs)),)
     cols = 2 if len(panels) == 4 else min(len(panels), 3)
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (title, labels) in zip(axes.ravel(), panels):
         for label in labels:
             updates, mean, std = result.curve(label)
@@ -255,5 +254,4 @@ def plot_experiment(result: ExperimentResult, path: Path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -5,14 +5,19 @@ A *loss* is any object with
 - ``value(x) -> float`` and ``grad(x) -> ndarray`` (shape ``(d,)``);
 - optionally ``values(X) -> ndarray`` over the rows of ``X`` (shape ``(n, d)``),
   and ``grads(X)``; when absent we loop over rows;
+- optionally the fast paths of :class:`kltrain.fastpath.FastPaths` (an MLP minibatch
+  offers them), which the sampling estimators use instead of their NumPy references;
 - optionally ``dim`` (so that a point of the wrong dimension is refused) and
   ``length_scale`` (the smallest feature size of f, used to choose quadrature
   grids);
 - optionally *closed forms* of the regularized quantities, which the exact
   estimators use when present: ``local_entropy(x, tau)``,
   ``local_entropy_grad(x, tau)``, ``posterior_mean(x, tau)``,
-  ``heat_regularization(x, tau)``, ``heat_regularization_grad(x, tau)``,
-  ``heat_prox(x_k, tau)``.
+  ``heat_regularization(x, tau)``, ``heat_regularization_grad(x, tau)``.
+
+:class:`OptionalLoss` and :class:`ClosedForms` below list these optional attributes
+with their signatures; ``tests/test_fastpath.py`` checks that every name the package
+looks up on a loss is listed there or in ``FastPaths``.
 
 Nothing here knows about neural networks: an MLP bound to a minibatch is just
 another loss.
@@ -37,34 +42,69 @@ class Loss(Protocol):
     def grad(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def check_loss(loss) -> None:
+class OptionalLoss(Protocol):
+    """Optional attributes of a loss; each is looked up (``getattr``) only where it is used."""
+
+    dim: int             # the dimension d: a point of another dimension is refused
+    length_scale: float  # the smallest feature size of f: GridQuadrature's node spacing
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """f at each row of X (n, d): importance sampling, grids. Default: a loop over ``value``."""
+        ...
+
+    def grads(self, X: np.ndarray) -> np.ndarray:
+        """∇f at each row of X: Robbins–Monro's M draws. Default: a loop over ``grad``."""
+        ...
+
+    def resample(self, rng: np.random.Generator) -> Loss:
+        """The same loss on a fresh minibatch: ``SGLD(fresh_minibatch=True)``."""
+        ...
+
+
+class ClosedForms(Protocol):
+    """Exact regularized quantities; ``Exact``/``ClosedForm`` use any the loss offers."""
+
+    def local_entropy(self, x: np.ndarray, tau: float) -> float: ...             # F_τ, eq. (2.2)
+
+    def local_entropy_grad(self, x: np.ndarray, tau: float) -> np.ndarray: ...   # ∇F_τ
+
+    def posterior_mean(self, x: np.ndarray, tau: float) -> np.ndarray: ...      # E_q[X], eq. (5.1)
+
+    def heat_regularization(self, x: np.ndarray, tau: float) -> float: ...       # F^H_τ, §2.2
+
+    def heat_regularization_grad(self, x: np.ndarray, tau: float) -> np.ndarray: ...  # ∇F^H_τ
+
+
+def check_loss(loss: object) -> None:
     """TypeError unless ``loss`` has callable ``value`` and ``grad``."""
     for name in ("value", "grad"):
         if not callable(getattr(loss, name, None)):
             raise TypeError(f"loss must have a callable .{name}(x); got {type(loss).__name__}")
 
 
-def loss_dim(loss) -> int | None:
+def loss_dim(loss: object) -> int | None:
     """The loss's dimension d when it declares one."""
     dim = getattr(loss, "dim", None)
     return None if dim is None else int(dim)
 
 
-def loss_values(loss, X: np.ndarray) -> np.ndarray:
+def loss_values(loss: Loss, X: np.ndarray) -> np.ndarray:
     """f at each row of X (shape (n,)), checked finite; uses ``loss.values`` if offered."""
     X = np.atleast_2d(X)
-    if callable(getattr(loss, "values", None)):
-        out = np.asarray(loss.values(X), dtype=np.float64).reshape(X.shape[0])
+    values = getattr(loss, "values", None)
+    if callable(values):
+        out = np.asarray(values(X), dtype=np.float64).reshape(X.shape[0])
     else:
         out = np.fromiter((loss.value(row) for row in X), dtype=np.float64, count=X.shape[0])
     return check_finite_values(out)
 
 
-def loss_grads(loss, X: np.ndarray) -> np.ndarray:
+def loss_grads(loss: Loss, X: np.ndarray) -> np.ndarray:
     """∇f at each row of X (shape (n, d)); uses ``loss.grads`` if offered."""
     X = np.atleast_2d(X)
-    if callable(getattr(loss, "grads", None)):
-        out = np.asarray(loss.grads(X), dtype=np.float64).reshape(X.shape)
+    grads = getattr(loss, "grads", None)
+    if callable(grads):
+        out = np.asarray(grads(X), dtype=np.float64).reshape(X.shape)
     else:
         out = np.stack([np.asarray(loss.grad(row), dtype=np.float64) for row in X])
     return check_finite_values(out, "the loss gradient")
@@ -84,16 +124,16 @@ class FunctionLoss:
     length_scale: float | None = None
     fd_step: float = 1e-6  # central-difference step when no grad_fn is given
 
-    def value(self, x):
+    def value(self, x: np.ndarray) -> float:
         return float(self.value_fn(np.asarray(x, dtype=np.float64)))
 
-    def values(self, X):
+    def values(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if self.values_fn is not None:
             return np.asarray(self.values_fn(X), dtype=np.float64)
         return np.array([self.value(row) for row in X])
 
-    def grad(self, x):
+    def grad(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self.grad_fn is not None:
             return np.asarray(self.grad_fn(x), dtype=np.float64)

@@ -3,7 +3,7 @@
 ``MinibatchLoss(net, X, y)`` is f(x) = mean cross-entropy of the network with
 parameters x on one minibatch: it has ``value``/``grad``/``values`` like any
 loss, so ``kltrain.posterior_mean(loss, x, tau, estimator=...)`` works on it.
-It also offers the fast paths the estimators look for —
+It also offers every fast path of :class:`kltrain.fastpath.FastPaths` —
 ``importance_partial`` (Alg. 4), ``sgld_chain`` (Alg. 3), ``robbins_monro``
 (Alg. 5), and their exact-in-distribution ``projected_*`` versions
 (:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
@@ -15,8 +15,10 @@ from it can ``resample(rng)`` (SGLD's ``fresh_minibatch`` option).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import as_generator, check_count
+from ._types import RngLike
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
 from .nets import MLP
@@ -37,33 +39,33 @@ class MinibatchLoss:
         return self.net.n_params
 
     # -- the loss protocol -----------------------------------------------------
-    def value(self, x) -> float:
+    def value(self, x: ArrayLike) -> float:
         return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
-    def grad(self, x) -> np.ndarray:
+    def grad(self, x: ArrayLike) -> np.ndarray:
         return self.backend.loss_and_grad(self.batch, x)[1]
 
-    def loss_and_grad(self, x):
+    def loss_and_grad(self, x: ArrayLike) -> tuple[float, np.ndarray]:
         return self.backend.loss_and_grad(self.batch, x)
 
-    def values(self, P) -> np.ndarray:
+    def values(self, P: ArrayLike) -> np.ndarray:
         """The population loss over the rows of P (one network per row)."""
         return np.array([self.value(p) for p in np.atleast_2d(P)])
 
-    def resample(self, rng) -> "MinibatchLoss":
+    def resample(self, rng: RngLike) -> "MinibatchLoss":
         """A fresh minibatch from the same training set."""
         if self.source is None:
             raise TypeError("this MinibatchLoss was not drawn from a TrainingSet; it cannot resample")
         return self.source.sample(rng)
 
-    # -- fast paths used by the estimators ------------------------------------------
+    # -- fast paths (kltrain.fastpath.FastPaths: arguments x, tau, seed, then the algorithm's) --
     def importance_partial(self, x, tau, seed, start, stop, antithetic):
         return self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
         return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic)
 
-    def sgld_chain(self, x, tau, start, eps, seed, rng=None, noise_scale=1.0):
+    def sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
             return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
@@ -80,13 +82,13 @@ class MinibatchLoss:
             grad_norm = float(np.linalg.norm(g))
         return total / np.float32(eps.sum()), chain, grad_norm
 
-    def projected_sgld_chain(self, x, tau, start, eps, seed, noise_scale=1.0):
+    def projected_sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
         return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed, noise_scale)
 
-    def robbins_monro(self, x_k, tau, steps, n_samples, seed):
+    def robbins_monro(self, x_k, tau, seed, steps, n_samples):
         return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)
 
-    def projected_robbins_monro(self, x_k, tau, steps, n_samples, seed):
+    def projected_robbins_monro(self, x_k, tau, seed, steps, n_samples):
         return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
 
 
@@ -112,6 +114,6 @@ class TrainingSet:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.X.shape[0]} training rows")
         self.backend = resolve(backend) if isinstance(backend, str) else backend
 
-    def sample(self, rng) -> MinibatchLoss:
+    def sample(self, rng: RngLike) -> MinibatchLoss:
         idx = as_generator(rng).choice(self.X.shape[0], size=self.batch_size, replace=False)
         return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self)

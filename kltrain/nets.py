@@ -69,10 +69,10 @@ class MLP:
             raise ValueError(f"params must have shape ({self.n_params},), got {params.shape}")
         return [(params[w:b].reshape(fi, fo), params[b:b + fo]) for w, b, fi, fo in self.layer_offsets]
 
-    def init(self, rng=None, dtype=np.float32) -> np.ndarray:
+    def init(self, rng: np.random.Generator | int | None = None, dtype: type = np.float32) -> np.ndarray:
         """He-normal weights before a ReLU, Glorot-uniform into the softmax; zero biases."""
         rng = as_generator(rng)
-        params = np.zeros(self.n_params, dtype=dtype)
+        params: np.ndarray = np.zeros(self.n_params, dtype=dtype)
         layers = self.unflatten(params)
         for k, (W, _) in enumerate(layers):
             fan_in, fan_out = W.shape

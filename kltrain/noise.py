@@ -24,7 +24,10 @@ integers, which AVX2 does natively (the kernels vectorise without SVML). The
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -47,7 +50,7 @@ def stream_key(seed: int) -> np.uint64:
     return mix64(np.array([int(seed)], dtype=np.uint64))[0]
 
 
-def counter_normals(seed: int, samples, n_coords: int, coord_offset: int = 0) -> np.ndarray:
+def counter_normals(seed: int, samples: ArrayLike, n_coords: int, coord_offset: int = 0) -> np.ndarray:
     """Standard normals ε[j, i] for j in ``samples`` and i in [offset, offset + n_coords).
 
     Returns a float64 array of shape (len(samples), n_coords).
@@ -65,3 +68,14 @@ def counter_normals(seed: int, samples, n_coords: int, coord_offset: int = 0) ->
 def draw_seed(rng: np.random.Generator) -> int:
     """A fresh 63-bit stream seed from a Generator (one per parameter update)."""
     return int(rng.integers(0, 2 ** 63))
+
+
+def noise_rows(seed: int, start: int, stop: int, dim: int, max_values: int = 2 ** 16) -> Iterator[np.ndarray]:
+    """Yield ε_j = ε[j, :] for j = start, ..., stop − 1, generated a block at a time.
+
+    The same numbers as ``counter_normals(seed, [j], dim)[0]``; blocks of at most
+    ``max_values`` numbers amortise the hashing without storing all the rows.
+    """
+    block = max(1, max_values // max(dim, 1))
+    for lo in range(start, stop, block):
+        yield from counter_normals(seed, np.arange(lo, min(lo + block, stop)), dim)

@@ -24,7 +24,8 @@ import numpy as np
 
 from ._checks import as_generator, check_point, check_tau
 from .estimators import Exact, require_kind
-from .losses import check_loss, loss_dim
+from ._types import Estimator, Point, RngLike
+from .losses import Loss, check_loss, loss_dim
 
 
 def _prepare(loss, x, tau):
@@ -40,25 +41,26 @@ def _method(estimator, name: str):
     return fn
 
 
-def local_entropy(loss, x, tau, *, estimator=None) -> float:
+def local_entropy(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
     """F_τ(x) = −log ∫ e^{−f(x')} φ_{x,τ}(x') dx', eq. (2.2) as printed."""
     x, tau = _prepare(loss, x, tau)
     return float(_method(estimator, "local_entropy")(loss, x, tau))
 
 
-def heat_regularization(loss, x, tau, *, estimator=None) -> float:
+def heat_regularization(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
     """F^H_τ(x) = ∫ f(x') φ_{x,τ}(x') dx' = (f * φ_{0,τ})(x), §2.2."""
     x, tau = _prepare(loss, x, tau)
     return float(_method(estimator, "heat_regularization")(loss, x, tau))
 
 
-def heat_regularization_grad(loss, x, tau, *, estimator=None) -> np.ndarray:
+def heat_regularization_grad(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> np.ndarray:
     """∇F^H_τ(x) = E_{φ_{x,τ}}[∇f] (closed form or quadrature)."""
     x, tau = _prepare(loss, x, tau)
     return np.asarray(_method(estimator, "heat_regularization_grad")(loss, x, tau))
 
 
-def posterior_mean(loss, x, tau, *, estimator=None, rng=None) -> np.ndarray:
+def posterior_mean(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None,
+                   rng: RngLike = None) -> np.ndarray:
     """E_{X∼q_{x,τ}}[X], eq. (5.1): the minimiser of x' ↦ KL(q_{x,τ} ‖ φ_{x',τ}).
 
     ``estimator`` is any E_q[X] estimator (kind "mean"); ``rng`` (int seed or

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import check_count, check_positive, check_tau
 
@@ -62,7 +65,7 @@ class ReverseTauScoping:
         return float(self.tau0 * (1.0 + self.tau1) ** k)
 
 
-def as_tau_schedule(tau):
+def as_tau_schedule(tau: float | Callable[[int], float]) -> Callable[[int], float]:
     """A float becomes ConstantTau; a callable schedule is returned as is."""
     return tau if callable(tau) else ConstantTau(check_tau(tau))
 
@@ -79,7 +82,7 @@ class HarmonicTemperatures:
             raise ValueError(f"offset must be a finite number >= 0, got {self.offset!r}")
         check_positive(self.scale, "scale")
 
-    def __call__(self, j):
+    def __call__(self, j: ArrayLike) -> np.ndarray:
         return self.scale / (self.offset + np.asarray(j, dtype=np.float64))
 
 
@@ -100,11 +103,11 @@ class RobbinsMonroSteps:
         if not (np.isfinite(self.alpha) and 0.5 < self.alpha <= 1.0):
             raise ValueError(f"alpha must lie in (1/2, 1], got {self.alpha!r}")
 
-    def __call__(self, j):
+    def __call__(self, j: ArrayLike) -> np.ndarray:
         return self.c * np.asarray(j, dtype=np.float64) ** (-self.alpha)
 
 
-def temperatures_array(temperatures, n_steps: int) -> np.ndarray:
+def temperatures_array(temperatures: Callable[[np.ndarray], ArrayLike] | ArrayLike, n_steps: int) -> np.ndarray:
     """ε_1..ε_J from a schedule (callable of j) or a sequence; all must be positive and finite."""
     n_steps = check_count(n_steps, "n_steps", 1)
     if callable(temperatures):

@@ -21,13 +21,15 @@ float or a schedule k ↦ τ(k) (:mod:`kltrain.schedules`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import as_generator, check_count, check_finite_values, check_point, check_positive
 from .estimators import Exact, ExactProx, require_kind
-from .losses import check_loss, loss_dim
+from ._types import Estimator, Point, RngLike, TauLike
+from .losses import Loss, check_loss, loss_dim
 from .schedules import as_tau_schedule
 
 
@@ -44,10 +46,11 @@ class _EstimatorRule:
         object.__setattr__(self, "tau", as_tau_schedule(self.tau))
         require_kind(self.estimator, self.kind, self.where)
 
-    def init(self, loss, x):
+    def init(self, loss: Loss, x: np.ndarray) -> Any:
         return self.estimator.init(loss, x, self.tau(0))
 
-    def step(self, rng, state, loss, x, k):
+    def step(self, rng: np.random.Generator, state: Any, loss: Loss, x: np.ndarray, k: int
+             ) -> tuple[np.ndarray, Any, Any]:
         return self.estimator.step(rng, state, loss, x, self.tau(k))
 
 
@@ -82,10 +85,11 @@ class SGD:
     def __post_init__(self):
         check_positive(self.learning_rate, "learning_rate")
 
-    def init(self, loss, x):
+    def init(self, loss: Loss, x: np.ndarray) -> None:
         return None
 
-    def step(self, rng, state, loss, x, k):
+    def step(self, rng: np.random.Generator, state: None, loss: Loss, x: np.ndarray, k: int
+             ) -> tuple[np.ndarray, None, SGDInfo]:
         g = check_finite_values(loss.grad(x), "the loss gradient")
         return x - self.learning_rate * g, state, SGDInfo(float(np.linalg.norm(g)))
 
@@ -101,10 +105,11 @@ class SwitchAfter:
     def __post_init__(self):
         check_count(self.n_first, "n_first")
 
-    def init(self, loss, x):
+    def init(self, loss: Loss, x: np.ndarray) -> tuple[Any, Any]:
         return (self.first.init(loss, x), None)
 
-    def step(self, rng, state, loss, x, k):
+    def step(self, rng: np.random.Generator, state: tuple[Any, Any], loss: Loss, x: np.ndarray, k: int
+             ) -> tuple[np.ndarray, tuple[Any, Any], Any]:
         first_state, then_state = state
         if k < self.n_first:
             x_next, first_state, info = self.first.step(rng, first_state, loss, x, k)
@@ -115,7 +120,8 @@ class SwitchAfter:
         return x_next, (first_state, then_state), info
 
 
-def run(rule, loss, x0, n_steps, *, rng=None):
+def run(rule: Any, loss: Loss, x0: Point, n_steps: int, *, rng: RngLike = None
+        ) -> tuple[np.ndarray, list[Any]]:
     """Iterate an update rule on a fixed loss: ``(points (n_steps+1, d), [info per step])``."""
     check_loss(loss)
     x = check_point(x0, loss_dim(loss), name="x0")
@@ -131,19 +137,22 @@ def run(rule, loss, x0, n_steps, *, rng=None):
     return np.stack(points), infos
 
 
-def run_local_entropy(loss, x0, tau, n_steps, *, estimator=None, rng=None):
+def run_local_entropy(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
+                      rng: RngLike = None) -> tuple[np.ndarray, list[Any]]:
     """Algorithm 1 with diagnostics: ``(points (n_steps+1, d), [info per step])``."""
     rule = LocalEntropy(tau, Exact() if estimator is None else estimator)
     return run(rule, loss, x0, n_steps, rng=rng)
 
 
-def run_heat(loss, x0, tau, n_steps, *, estimator=None, rng=None):
+def run_heat(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
+             rng: RngLike = None) -> tuple[np.ndarray, list[Any]]:
     """Algorithm 2 with diagnostics: ``(points (n_steps+1, d), [info per step])``."""
     rule = Heat(tau, ExactProx() if estimator is None else estimator)
     return run(rule, loss, x0, n_steps, rng=rng)
 
 
-def minimize_local_entropy(loss, x0, tau, n_steps, *, estimator=None, rng=None) -> np.ndarray:
+def minimize_local_entropy(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
+                           rng: RngLike = None) -> np.ndarray:
     """Algorithm 1: iterates x_0, ..., x_K (shape (n_steps+1, d)) with x_{k+1} = E_{q_{x_k,τ}}[X].
 
     ``tau`` is a float or a schedule k ↦ τ(k); ``estimator`` any kind-"mean" estimator
@@ -152,7 +161,8 @@ def minimize_local_entropy(loss, x0, tau, n_steps, *, estimator=None, rng=None) 
     return run_local_entropy(loss, x0, tau, n_steps, estimator=estimator, rng=rng)[0]
 
 
-def minimize_heat(loss, x0, tau, n_steps, *, estimator=None, rng=None) -> np.ndarray:
+def minimize_heat(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
+                  rng: RngLike = None) -> np.ndarray:
     """Algorithm 2: iterates x_0, ..., x_K with x_{k+1} ∈ argmin_x KL(φ_{x,τ} ‖ q_{x_k,τ}).
 
     ``estimator`` is any kind-"prox" estimator: ``ExactProx`` (default) or ``RobbinsMonro``.
@@ -160,7 +170,8 @@ def minimize_heat(loss, x0, tau, n_steps, *, estimator=None, rng=None) -> np.nda
     return run_heat(loss, x0, tau, n_steps, estimator=estimator, rng=rng)[0]
 
 
-def gradient_descent(grad, x0, step, n_steps) -> np.ndarray:
+def gradient_descent(grad: Callable[[np.ndarray], ArrayLike], x0: Point, step: float, n_steps: int
+                     ) -> np.ndarray:
     """Plain x_{k+1} = x_k − η·grad(x_k), eq. (3.4): the comparison scheme for Algorithm 1."""
     x = np.asarray(x0, dtype=np.float64)
     points = [x]

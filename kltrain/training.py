@@ -20,12 +20,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._blas import single_blas_thread
 from ._checks import check_count, check_positive, check_tau
-from .data import load
+from .data import Dataset, load
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
 from .netloss import TrainingSet
 from .nets import MLP
@@ -153,7 +154,8 @@ def load_data(config: TrainConfig):
     return X_train, y_train, X_test, y_test
 
 
-def train(config: TrainConfig, data=None, progress: bool = True, backend=None) -> TrainResult:
+def train(config: TrainConfig, data: Dataset | None = None, progress: bool = True, backend: Any = None
+          ) -> TrainResult:
     """Run one training run; ``data`` = (X_train, y_train, X_test, y_test) or None to load.
 
     ``backend`` (an object such as :class:`kltrain.distributed.DaskBackend`) overrides

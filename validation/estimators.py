@@ -9,16 +9,13 @@ plateaus at the bias), and the paper's misprinted schedule c·j^{+α}.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 import kltrain  # noqa: E402
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro  # noqa: E402
 from toyproblems import Quadratic, random_bumps, random_mixture  # noqa: E402
-from toyproblems.plots import plot_trajectories  # noqa: E402
+from toyproblems.plots import write_trajectories  # noqa: E402
 
 from .report import CheckResult  # noqa: E402
 from .statistics import loglog_slope, rmse  # noqa: E402
@@ -40,7 +37,8 @@ def _proxes(estimator, n_rep):
 
 
 def _plot(path, ns, curves, xlabel, title):
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    fig = Figure(figsize=(4.5, 3.4))
+    ax = fig.subplots()
     for label, errs in curves.items():
         ax.loglog(ns, errs, "o-", label=label)
     ref = curves[next(iter(curves))]
@@ -51,7 +49,6 @@ def _plot(path, ns, curves, xlabel, title):
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def importance_sampling_rate(report, n_rep=40, Js=(100, 400, 1600, 6400, 25600)) -> CheckResult:
@@ -110,7 +107,7 @@ def trajectories_figure(report):
     extra = {"IS, J = 1000": (1, ImportanceSampling(1000)),
              "SGLD, J = 1000, ε = 0.01": (1, SGLD(1000, temperatures=np.full(1000, 0.01))),
              "Robbins–Monro, J = 30, M = 30": (2, RobbinsMonro(30, 30, c=RM_C, alpha=RM_ALPHA))}
-    path = plot_trajectories(report.out / "figures", extra=extra)
+    path = write_trajectories(report.out / "figures", extra=extra)
     report.add_section("Toy trajectories with sampled estimators",
                        f"Exact runs (red) beside Algorithm 1 with importance sampling and SGLD and "
                        f"Algorithm 2 with Robbins–Monro.\n\n![trajectories](figures/{path.name})")

@@ -141,10 +141,9 @@ SWEEP_NOTE = ("Paper §6.4: \"a highly parallel implementation of IS which lever
 
 
 def _plot_summary(summary, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for label, d in summary.items():
         mean, std = np.array(d["mean"]), np.array(d["std"])
         ax.plot(d["updates"], mean, label=label)
@@ -155,7 +154,6 @@ def _plot_summary(summary, path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -20,7 +20,7 @@ its value at x_k — all that Theorem 4.2's monotonicity needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from scipy.optimize import minimize
@@ -45,22 +45,23 @@ class ClosedForm:
                              "use GridQuadrature (d <= 2) or a sampling estimator")
         return fn
 
-    def local_entropy(self, loss, x, tau):
+    def local_entropy(self, loss: Any, x: np.ndarray, tau: float) -> float:
         return float(self._closed(loss, "local_entropy")(x, tau))
 
-    def posterior_mean(self, loss, x, tau):
+    def posterior_mean(self, loss: Any, x: np.ndarray, tau: float) -> np.ndarray:
         return np.asarray(self._closed(loss, "posterior_mean")(x, tau), dtype=np.float64)
 
-    def heat_regularization(self, loss, x, tau):
+    def heat_regularization(self, loss: Any, x: np.ndarray, tau: float) -> float:
         return float(self._closed(loss, "heat_regularization")(x, tau))
 
-    def heat_regularization_grad(self, loss, x, tau):
+    def heat_regularization_grad(self, loss: Any, x: np.ndarray, tau: float) -> np.ndarray:
         return np.asarray(self._closed(loss, "heat_regularization_grad")(x, tau), dtype=np.float64)
 
-    def init(self, loss, x, tau):
+    def init(self, loss: Any, x: np.ndarray, tau: float) -> None:
         return None
 
-    def step(self, rng, state, loss, x, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray, tau: float
+             ) -> tuple[np.ndarray, None, ExactInfo]:
         return self.posterior_mean(loss, x, tau), None, ExactInfo("closed form")
 
 
@@ -71,7 +72,7 @@ class Exact:
     kind: ClassVar[str] = "mean"
     quadrature: GridQuadrature = field(default_factory=GridQuadrature)
 
-    def method_for(self, loss, name: str, dim: int):
+    def method_for(self, loss: Any, name: str, dim: int) -> ClosedForm | GridQuadrature:
         """The object that computes ``name`` exactly for this loss."""
         if name in _QUANTITIES and callable(getattr(loss, name, None)):
             return ClosedForm()
@@ -82,23 +83,24 @@ class Exact:
             "form; pass estimator=ImportanceSampling(...) or SGLD(...) from kltrain.estimators"
         )
 
-    def local_entropy(self, loss, x, tau):
+    def local_entropy(self, loss: Any, x: np.ndarray, tau: float) -> float:
         return self.method_for(loss, "local_entropy", x.size).local_entropy(loss, x, tau)
 
-    def posterior_mean(self, loss, x, tau):
+    def posterior_mean(self, loss: Any, x: np.ndarray, tau: float) -> np.ndarray:
         return self.method_for(loss, "posterior_mean", x.size).posterior_mean(loss, x, tau)
 
-    def heat_regularization(self, loss, x, tau):
+    def heat_regularization(self, loss: Any, x: np.ndarray, tau: float) -> float:
         return self.method_for(loss, "heat_regularization", x.size).heat_regularization(loss, x, tau)
 
-    def heat_regularization_grad(self, loss, x, tau):
+    def heat_regularization_grad(self, loss: Any, x: np.ndarray, tau: float) -> np.ndarray:
         method = self.method_for(loss, "heat_regularization_grad", x.size)
         return method.heat_regularization_grad(loss, x, tau)
 
-    def init(self, loss, x, tau):
+    def init(self, loss: Any, x: np.ndarray, tau: float) -> None:
         return None
 
-    def step(self, rng, state, loss, x, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray, tau: float
+             ) -> tuple[np.ndarray, None, ExactInfo]:
         method = self.method_for(loss, "posterior_mean", x.size)
         return method.step(rng, state, loss, x, tau)
 
@@ -119,18 +121,19 @@ class ExactProx:
     gtol: float = 1e-11
     max_iter: int = 1000
 
-    def init(self, loss, x_k, tau):
+    def init(self, loss: Any, x_k: np.ndarray, tau: float) -> None:
         return None
 
-    def objective(self, loss, x_k, tau):
+    def objective(self, loss: Any, x_k: np.ndarray, tau: float) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
         """x ↦ (F^H_τ(x) + |x − x_k|²/(2τ), its gradient): the proximal objective."""
-        def fun(x):
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
             value = self.values.heat_regularization(loss, x, tau) + (x - x_k) @ (x - x_k) / (2 * tau)
             grad = self.values.heat_regularization_grad(loss, x, tau) + (x - x_k) / tau
             return value, grad
         return fun
 
-    def step(self, rng, state, loss, x_k, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray, tau: float
+             ) -> tuple[np.ndarray, None, ProxInfo]:
         fun = self.objective(loss, x_k, tau)
         res = minimize(fun, x_k, jac=True, method="L-BFGS-B",
                        options={"gtol": self.gtol, "ftol": 1e-15, "maxiter": self.max_iter})

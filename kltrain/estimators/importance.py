@@ -20,15 +20,18 @@ Antithetic pairs: samples 2p and 2p+1 use ε and −ε.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from functools import partial
+from typing import Any, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
 from .._checks import check_count
+from ..fastpath import fast_path
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
-CHUNK = 4096  # samples evaluated per batch in the generic path (bounds memory at CHUNK × d)
+CHUNK = 4096           # samples evaluated per batch by the reference path ...
+CHUNK_VALUES = 2 ** 22  # ... and at most this many noise numbers (4M float64 = 32 MB)
 
 
 class ISPartial(NamedTuple):
@@ -57,7 +60,7 @@ def partial_from_log_weights(log_w: np.ndarray, eps: np.ndarray) -> ISPartial:
     return ISPartial(m, float(w.sum()), float(w @ w), w @ eps, int(log_w.size))
 
 
-def combine(partials) -> ISPartial:
+def combine(partials: Iterable[ISPartial]) -> ISPartial:
     """Exact log-space consolidation of shards (any order, any sizes)."""
     partials = list(partials)
     if not partials:
@@ -88,6 +91,23 @@ def proposal_noise(seed: int, start: int, stop: int, dim: int, antithetic: bool)
     return sign * counter_normals(seed, j // 2, dim)
 
 
+def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: int, stop: int,
+                       antithetic: bool = False) -> tuple[ISPartial, np.ndarray]:
+    """Algorithm 4 over samples [start, stop), the NumPy reference: (ISPartial, log weights).
+
+    Samples are evaluated in chunks of at most CHUNK rows and CHUNK_VALUES numbers, so that
+    memory stays bounded for an MLP's 159,010 coordinates.
+    """
+    chunk = max(1, min(CHUNK, CHUNK_VALUES // max(x.size, 1)))
+    parts, log_ws = [], []
+    for lo in range(start, stop, chunk):
+        eps = proposal_noise(seed, lo, min(lo + chunk, stop), x.size, antithetic)
+        log_w = -loss_values(loss, x + np.sqrt(tau) * eps)          # x_j = x + √τ ε_j; log w_j = −f(x_j)
+        parts.append(partial_from_log_weights(log_w, eps))
+        log_ws.append(log_w)
+    return combine(parts), np.concatenate(log_ws)
+
+
 @dataclass(frozen=True)
 class ImportanceSampling:
     """Algorithm 4: self-normalised importance sampling with proposal φ_{x,τ}.
@@ -97,8 +117,7 @@ class ImportanceSampling:
     n_samples : J, the number of proposal samples (≥ 1).
     antithetic : use pairs (ε, −ε); halves the noise draws, cancels odd moments.
     keep_log_weights : put all J log weights in the info (for diagnostics/plots).
-    projected : for an MLP loss, draw the exact-in-distribution projected update
-        (see :mod:`kltrain.projected`) instead of explicit per-sample noise.
+    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
     """
 
     kind: ClassVar[str] = "mean"
@@ -110,30 +129,22 @@ class ImportanceSampling:
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 1)
 
-    def partial(self, loss, x, tau, seed: int, start: int = 0, stop: int | None = None):
-        """The ISPartial of samples [start, stop) and their log weights (or None)."""
+    def partial(self, loss: Any, x: np.ndarray, tau: float, seed: int, start: int = 0,
+                stop: int | None = None) -> tuple[ISPartial, np.ndarray]:
+        """The ISPartial of samples [start, stop) and their log weights."""
         stop = self.n_samples if stop is None else stop
-        fast = getattr(loss, "importance_partial", None)
-        if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
-            return fast(x, tau, seed, start, stop, self.antithetic)
-        parts, log_ws = [], []
-        for lo in range(start, stop, CHUNK):
-            eps = proposal_noise(seed, lo, min(lo + CHUNK, stop), x.size, self.antithetic)
-            log_w = -loss_values(loss, x + np.sqrt(tau) * eps)
-            parts.append(partial_from_log_weights(log_w, eps))
-            log_ws.append(log_w)
-        return combine(parts), np.concatenate(log_ws)
+        partial_fn = fast_path(loss, "importance_partial") or partial(importance_partial, loss)
+        return partial_fn(x, tau, seed, start, stop, self.antithetic)
 
-    def init(self, loss, x, tau):
+    def init(self, loss: Any, x: np.ndarray, tau: float) -> None:
         return None
 
-    def step(self, rng, state, loss, x, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray,
+             tau: float) -> tuple[np.ndarray, None, ISInfo]:
         seed = draw_seed(rng)
-        if self.projected:
-            update = getattr(loss, "projected_importance_update", None)
-            if not callable(update):
-                raise TypeError(f"projected=True needs an MLP minibatch loss; got {type(loss).__name__}")
-            mean, info = update(x, tau, seed, self.n_samples, self.antithetic)
+        if self.projected:  # the whole update in reduced coordinates (kltrain.fastpath)
+            mean, info = fast_path(loss, "importance_update", projected=True)(
+                x, tau, seed, self.n_samples, self.antithetic)
             return mean, state, info
         part, log_w = self.partial(loss, x, tau, seed)
         info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w),

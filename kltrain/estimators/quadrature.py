@@ -19,7 +19,7 @@ the box is re-centred on the heaviest node and widened, a few times at most.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from .._logspace import logsumexp
@@ -171,8 +171,9 @@ class GridQuadrature:
         return (w * fc) @ (grid.points - x) / tau
 
     # -- estimator interface (see kltrain.estimators.base) -------------------
-    def init(self, loss, x, tau):
+    def init(self, loss: Any, x: np.ndarray, tau: float) -> None:
         return None
 
-    def step(self, rng, state, loss, x, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray, tau: float
+             ) -> tuple[np.ndarray, None, ExactInfo]:
         return self.posterior_mean(loss, x, tau), None, ExactInfo("quadrature")

@@ -19,11 +19,13 @@ The M draws per iteration are evaluated as one batch (``loss.grads``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from functools import partial
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from .._checks import check_count
+from ..fastpath import fast_path
 from ..losses import loss_grads
 from ..noise import counter_normals, draw_seed
 from ..schedules import RobbinsMonroSteps
@@ -35,6 +37,23 @@ class RMInfo(NamedTuple):
     seed: int         # regenerates every z^{(m)}
 
 
+def proposal_draws(seed: int, j: int, n_samples: int, dim: int) -> np.ndarray:
+    """ε^{(m)} of iteration j, m = 1..M: noise samples (j−1)·M, ..., j·M − 1 of the update."""
+    return counter_normals(seed, np.arange((j - 1) * n_samples, j * n_samples), dim)
+
+
+def robbins_monro(loss: Any, x_k: np.ndarray, tau: float, seed: int, steps: np.ndarray, n_samples: int
+                  ) -> tuple[np.ndarray, float]:
+    """Algorithm 5, the NumPy reference: (x^J, |ĥ(x^{J−1})|) with a_j = steps[j−1]."""
+    x, residual = np.array(x_k, dtype=np.float64), 0.0
+    for j, a in enumerate(steps, start=1):
+        z = x + np.sqrt(tau) * proposal_draws(seed, j, n_samples, x.size)   # z^{(m)} ~ φ_{x^{j−1},τ}
+        h = x - x_k + tau * loss_grads(loss, z).mean(axis=0)                # eq. (5.3)
+        x = x - a * h
+        residual = float(np.linalg.norm(h))
+    return x, residual
+
+
 @dataclass(frozen=True)
 class RobbinsMonro:
     """Algorithm 5: stochastic root-finding for h(x) = x − x_k + τ E_{φ_{x,τ}}[∇f] = 0.
@@ -44,8 +63,7 @@ class RobbinsMonro:
     n_iter : J ≥ 1 iterations.
     n_samples : M ≥ 1 draws z ~ φ_{x^j,τ} per iteration.
     c, alpha : steps a_j = c·j^{−α}; c > 0, α ∈ (1/2, 1] (paper §6: c = 0.1, α = 0.7).
-    projected : for an MLP minibatch loss, iterate in the minibatch's reduced coordinates
-        (:mod:`kltrain.projected`); same distribution, ~10× less work.
+    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
     """
 
     kind: ClassVar[str] = "prox"
@@ -63,21 +81,12 @@ class RobbinsMonro:
     def steps(self) -> np.ndarray:
         return RobbinsMonroSteps(self.c, self.alpha)(np.arange(1, self.n_iter + 1))
 
-    def init(self, loss, x_k, tau):
+    def init(self, loss: Any, x_k: np.ndarray, tau: float) -> None:
         return None
 
-    def step(self, rng, state, loss, x_k, tau):
+    def step(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray,
+             tau: float) -> tuple[np.ndarray, None, RMInfo]:
         seed = draw_seed(rng)
-        fast = getattr(loss, "projected_robbins_monro" if self.projected else "robbins_monro", None)
-        if self.projected and not callable(fast):
-            raise TypeError(f"projected=True needs an MLP minibatch loss; got {type(loss).__name__}")
-        if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
-            x, residual = fast(x_k, tau, self.steps(), self.n_samples, seed)
-            return x, state, RMInfo(residual, self.n_iter, seed)
-        x, M, residual = np.array(x_k, dtype=np.float64), self.n_samples, 0.0
-        for j, a in enumerate(self.steps(), start=1):
-            z = x + np.sqrt(tau) * counter_normals(seed, np.arange((j - 1) * M, j * M), x.size)
-            h = x - x_k + tau * loss_grads(loss, z).mean(axis=0)   # eq. (5.3)
-            x = x - a * h
-            residual = float(np.linalg.norm(h))
+        rm = fast_path(loss, "robbins_monro", self.projected) or partial(robbins_monro, loss)
+        x, residual = rm(x_k, tau, seed, self.steps(), self.n_samples)
         return x, state, RMInfo(residual, self.n_iter, seed)

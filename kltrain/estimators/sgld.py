@@ -19,13 +19,14 @@ then samples q_{x,τ}^{1/s²}, concentrating on its mode as s → 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .._checks import check_count, check_positive
-from .._checks import check_finite_values
-from ..noise import counter_normals, draw_seed
+from .._checks import check_count, check_finite_values, check_positive
+from ..fastpath import fast_path
+from ..noise import draw_seed, noise_rows
 from ..schedules import HarmonicTemperatures, temperatures_array
 
 
@@ -39,6 +40,31 @@ class SGLDInfo(NamedTuple):
     seed: int          # regenerates every η_j
 
 
+def langevin_step(x: np.ndarray, chain: np.ndarray, grad: np.ndarray, eps_j: float, tau: float,
+                  noise: np.ndarray, noise_scale: float = 1.0) -> np.ndarray:
+    """x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + s√ε_j·noise: drift ½∇log q_{x,τ} (eq. 2.6)."""
+    return chain - 0.5 * eps_j * (grad - (x - chain) / tau) + noise_scale * np.sqrt(eps_j) * noise
+
+
+def sgld_chain(loss: Any, x: np.ndarray, tau: float, seed: int, start: np.ndarray, eps: np.ndarray,
+               noise_scale: float = 1.0, rng: np.random.Generator | None = None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Algorithm 3, the NumPy reference: (Σ_j ε_j x^j / Σ_j ε_j, x^J, ‖∇f(x^{J−1})‖).
+
+    ``eps`` holds ε_1..ε_J; transition j uses noise sample j; ``rng`` given: a fresh
+    minibatch per inner step (``loss.resample(rng)``).
+    """
+    chain = np.array(start, dtype=np.float64)
+    total, grad_norm = eps[0] * chain, 0.0
+    for j, noise in enumerate(noise_rows(seed, 1, eps.size, chain.size), start=1):   # chain is x^j
+        batch = loss if rng is None else loss.resample(rng)
+        g = check_finite_values(batch.grad(chain), "the loss gradient")
+        chain = langevin_step(x, chain, g, eps[j - 1], tau, noise, noise_scale)
+        total += eps[j] * chain                                                       # Σ ε_j x^j
+        grad_norm = float(np.linalg.norm(g))
+    return total / eps.sum(), chain, grad_norm
+
+
 @dataclass(frozen=True)
 class SGLD:
     """Algorithm 3: a weighted time average of a Langevin chain targeting q_{x,τ}.
@@ -50,9 +76,8 @@ class SGLD:
     warm_start : start the chain at the previous update's last state (paper §5.1.1).
     fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
     noise_scale : s, the Langevin noise's scale (1 = Algorithm 3 as printed; see above).
-    projected : for an MLP minibatch loss, run the chain in the minibatch's reduced
-        coordinates and draw the rest exactly (:mod:`kltrain.projected`); same
-        distribution, ~10× less work. Not with ``fresh_minibatch``.
+    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`);
+        not with ``fresh_minibatch``.
     """
 
     kind: ClassVar[str] = "mean"
@@ -74,40 +99,18 @@ class SGLD:
         temps = HarmonicTemperatures() if self.temperatures is None else self.temperatures
         return temperatures_array(temps, self.n_steps)
 
-    def init(self, loss, x, tau):
+    def init(self, loss: Any, x: np.ndarray, tau: float) -> SGLDState:
         return SGLDState(chain=np.array(x, dtype=np.float64))
 
-    def start(self, state, x):
+    def start(self, state: SGLDState | None, x: np.ndarray) -> np.ndarray:
         return state.chain if self.warm_start and state is not None and state.chain is not None else x
 
-    def step(self, rng, state, loss, x, tau):
+    def step(self, rng: np.random.Generator, state: SGLDState | None, loss: Any, x: np.ndarray,
+             tau: float) -> tuple[np.ndarray, SGLDState, SGLDInfo]:
         if self.fresh_minibatch and not callable(getattr(loss, "resample", None)):
             raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
-        seed, eps = draw_seed(rng), self.eps()
-        fast = getattr(loss, "sgld_chain", None)
-        if self.projected:
-            chain_fn = getattr(loss, "projected_sgld_chain", None)
-            if not callable(chain_fn):
-                raise TypeError(f"projected=True needs an MLP minibatch loss; got {type(loss).__name__}")
-            mean, chain, grad_norm = chain_fn(x, tau, self.start(state, x), eps, seed, self.noise_scale)
-        elif callable(fast):  # e.g. an MLP minibatch loss with numba kernels
-            mean, chain, grad_norm = fast(x, tau, self.start(state, x), eps, seed,
-                                          rng if self.fresh_minibatch else None, self.noise_scale)
-        else:
-            mean, chain, grad_norm = self._chain(rng, loss, x, tau, self.start(state, x), eps, seed)
+        seed = draw_seed(rng)
+        chain_fn = fast_path(loss, "sgld_chain", self.projected) or partial(sgld_chain, loss)
+        mean, chain, grad_norm = chain_fn(x, tau, seed, self.start(state, x), self.eps(), self.noise_scale,
+                                          rng if self.fresh_minibatch else None)
         return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)
-
-    def _chain(self, rng, loss, x, tau, chain, eps, seed):
-        chain = np.array(chain, dtype=np.float64)
-        total, grad_norm = eps[0] * chain, 0.0
-        block = max(1, 2 ** 16 // chain.size)  # noise rows generated per call (bounded memory)
-        for j in range(1, self.n_steps):  # chain holds x^j; eps[j-1] is ε_j
-            if (j - 1) % block == 0:
-                rows = counter_normals(seed, np.arange(j, min(j + block, self.n_steps)), chain.size)
-            batch = loss.resample(rng) if self.fresh_minibatch else loss
-            g = check_finite_values(batch.grad(chain), "the loss gradient")
-            noise = self.noise_scale * np.sqrt(eps[j - 1]) * rows[(j - 1) % block]
-            chain = chain - 0.5 * eps[j - 1] * (g - (x - chain) / tau) + noise
-            total += eps[j] * chain
-            grad_norm = float(np.linalg.norm(g))
-        return total / eps.sum(), chain, grad_norm

@@ -1,6 +1,6 @@
 """Backends for the MLP hot paths, behind one small dispatch.
 
-Every backend module offers the same functions (see :mod:`kltrain.kernels.reference`):
+Every backend module offers the same functions (see :mod:`kltrain.kernels.numpy_backend`):
 ``loss_and_grad``, ``population_losses``, ``importance_partial``,
 ``sgld_chain``, ``langevin_step``, ``robbins_monro`` and ``normals``, all
 taking a :class:`~kltrain.kernels.layout.Minibatch`. The algorithms call
@@ -79,8 +79,8 @@ def get_backend(name: str = "auto"):
     """The backend module for ``name``; a clear error if cuda is asked for without a GPU."""
     name = resolve(name)
     if name == "numpy":
-        from . import reference
-        return reference
+        from . import numpy_backend
+        return numpy_backend
     if name == "cpu":
         from . import cpu_backend
         return cpu_backend

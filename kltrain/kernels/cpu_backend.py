@@ -1,4 +1,4 @@
-"""The numba CPU backend: the reference interface (kltrain.kernels.reference) on the numba kernels."""
+"""The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The numba.cuda backend: the reference interface (kltrain.kernels.reference) on the GPU kernels.
+"""The numba.cuda backend: the interface of kltrain.kernels.numpy_backend on the GPU kernels.
 
 Arrays go in and come out as NumPy arrays; the minibatch's index arrays are
 copied to the device once per Minibatch and cached on it. Inside an update

@@ -1,0 +1,85 @@
+"""Optional fast paths a loss may offer the sampling estimators, and the one place they are found.
+
+Every estimator has a plain NumPy *reference* implementation of its algorithm that needs only
+the loss protocol (``value``/``grad``, optionally ``values``/``grads``; :mod:`kltrain.losses`).
+A loss that can do an algorithm's inner loop faster — an MLP minibatch with numba or CUDA
+kernels (:class:`kltrain.netloss.MinibatchLoss`) — offers it as a method of
+:class:`FastPaths`, with the same arguments and the same numbers (up to float32 rounding)
+as the reference. All methods take ``(x, tau, seed, ...)``: the anchor point, τ, the
+update's noise seed (:mod:`kltrain.noise`), then the algorithm's own arguments.
+
+``projected=True`` on an estimator (``ImportanceSampling``, ``SGLD``, ``RobbinsMonro``)
+means: use the loss's ``projected_*`` fast path. For an MLP on a minibatch A (B×784), the
+network sees its first layer W₁ only through A·W₁, so the algorithm runs in the B-dimensional
+row space of A and the orthogonal complement is drawn exactly from its known Gaussian law
+(:mod:`kltrain.projected`): the same distribution as the per-sample algorithm, ~10–40× less
+work. There is no reference for it on a general loss, so a loss without the method is a
+``TypeError``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, overload
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .estimators.importance import ISPartial
+
+
+class FastPaths(Protocol):
+    """The optional methods, by algorithm. A loss may have any subset of them."""
+
+    def importance_partial(self, x: np.ndarray, tau: float, seed: int, start: int, stop: int,
+                           antithetic: bool) -> tuple[ISPartial, np.ndarray]:
+        """Algorithm 4 over samples [start, stop): (log-space sums, log weights −f(x + √τ ε_j))."""
+        ...
+
+    def projected_importance_update(self, x: np.ndarray, tau: float, seed: int, n_samples: int,
+                                    antithetic: bool) -> tuple[np.ndarray, Any]:
+        """Algorithm 4, whole update, reduced coordinates: (E_q[X] estimate, ISInfo)."""
+        ...
+
+    def sgld_chain(self, x: np.ndarray, tau: float, seed: int, start: np.ndarray, eps: np.ndarray,
+                   noise_scale: float, rng: np.random.Generator | None
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Algorithm 3 from chain state ``start`` with ε_j = eps[j−1]; ``rng`` given: a fresh
+        minibatch per inner step. Returns (weighted mean, last chain state, last ‖∇f‖)."""
+        ...
+
+    def projected_sgld_chain(self, x: np.ndarray, tau: float, seed: int, start: np.ndarray,
+                             eps: np.ndarray, noise_scale: float, rng: None
+                             ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Algorithm 3 in reduced coordinates (one minibatch per update, so ``rng`` is None)."""
+        ...
+
+    def robbins_monro(self, x: np.ndarray, tau: float, seed: int, steps: np.ndarray, n_samples: int
+                      ) -> tuple[np.ndarray, float]:
+        """Algorithm 5 from x_k = ``x`` with a_j = steps[j−1]: (last iterate, last |ĥ|)."""
+        ...
+
+    def projected_robbins_monro(self, x: np.ndarray, tau: float, seed: int, steps: np.ndarray,
+                                n_samples: int) -> tuple[np.ndarray, float]:
+        """Algorithm 5 in reduced coordinates."""
+        ...
+
+
+@overload
+def fast_path(loss: Any, method: str, projected: Literal[True]) -> Callable[..., Any]: ...
+
+
+@overload
+def fast_path(loss: Any, method: str, projected: bool = False) -> Callable[..., Any] | None: ...
+
+
+def fast_path(loss: Any, method: str, projected: bool = False) -> Callable[..., Any] | None:
+    """The loss's fast path for ``method`` (``projected_`` prefixed when ``projected``), or None
+    to run the estimator's NumPy reference. ``projected=True`` has no reference: TypeError."""
+    name = f"projected_{method}" if projected else method
+    if name not in FastPaths.__dict__:
+        raise AttributeError(f"{name!r} is not a fast path of kltrain.fastpath.FastPaths")
+    fn = getattr(loss, name, None)
+    if projected and not callable(fn):
+        raise TypeError(f"projected=True needs a loss with .{name} (an MLP minibatch loss); "
+                        f"got {type(loss).__name__}")
+    return fn if callable(fn) else None
