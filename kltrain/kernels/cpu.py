@@ -2,7 +2,7 @@
 
 All noise is regenerated from (seed, sample, coordinate) by
 :mod:`kltrain.kernels.counter`, so these kernels see exactly the samples of the
-NumPy reference (:mod:`kltrain.kernels.reference`), up to float32 rounding.
+NumPy references (:mod:`kltrain.kernels.numpy_backend`), up to float32 rounding.
 
 - ``importance_partials``: one pass per sample j — generate ε_j into a
   thread-local buffer, evaluate f(x + √τ ε_j), and fold e^{−f} ε_j into a
