@@ -38,6 +38,10 @@ equality only as N collapses onto argmin f, inf F = min f is approached as C →
 full-covariance scheme has no non-degenerate fixed points unless f is flat under N (a
 constant f leaves every (m, C) fixed); wide C first smooths (large-τ local entropy, wide
 basins, Fig 2.1), then sharpens. For non-convex f, C may also grow (q_k straddling two wells).
+Measured on the wide-and-sharp mixture (tests): from (0.2, 0.3) with C_0 = 0.3I the full
+family ends in the *sharp* well (C_k⁻¹ then grows by Σ⁻¹ = 400 per step), where Algorithm 1
+with τ = 0.3 ends in the wide one: a learned C anneals by itself, but it also gives up local
+entropy's wide-minimum preference — a floor on C (or τ scoping's schedule) is what keeps it.
 
 *Constrained families.* The m-step is E_q[X] whatever C is; minimising A_k over a family:
     "full":  C_{k+1} = Cov_q;           "diag": C_{k+1} = diag(Cov_q);
