@@ -112,6 +112,8 @@ def _check_gaussian(loss, mean, cov):
     check_loss(loss)
     mean = check_point(mean, loss_dim(loss), name="mean")
     cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim == 0:                                                 # a variance τ means τI
+        cov = cov * np.eye(mean.size)
     if cov.shape != (mean.size, mean.size) or not np.all(np.isfinite(cov)):
         raise ValueError(f"cov must be a finite {mean.size}x{mean.size} matrix, got shape {cov.shape}")
     if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14) or np.linalg.eigvalsh(gx.sym(cov)).min() <= 0:
