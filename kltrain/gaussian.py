@@ -186,6 +186,8 @@ def local_entropy_step(loss, mean, cov, *, family="full", estimator=None, rng=No
     a sampling estimator with a ``tilted_moments(rng, loss, mean, cov)`` method is used as is.
     """
     _check_choice(family, FAMILIES, "family")
+    if callable(getattr(estimator, "heat_moments", None)):
+        raise ValueError(f"{type(estimator).__name__} estimates the heat form's step")
     if callable(getattr(estimator, "tilted_moments", None)):
         mean, cov = _check_gaussian(loss, mean, cov)
         m_q, C_q = estimator.tilted_moments(rng, loss, mean, cov)
@@ -272,6 +274,11 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
     """
     _check_choice(family, FAMILIES, "family")
     mean_k, cov_k = _check_gaussian(loss, mean, cov)
+    if callable(getattr(estimator, "tilted_moments", None)):
+        raise ValueError(f"{type(estimator).__name__} estimates the local-entropy form's moments")
+    if callable(getattr(estimator, "heat_moments", None)):            # e.g. GaussianRobbinsMonro
+        m, C = estimator.heat_moments(rng, loss, mean_k, cov_k)
+        return (m, project(C, family, cov_k)) + ((None,) if return_info else ())
     if _route(loss, "expected_loss", estimator, mean_k.size) == "closed":
         expected = lambda m, C: gx.expected_loss_closed(loss, m, C)  # noqa: E731
     else:
@@ -350,7 +357,8 @@ class GaussianScheme:
     """One two-step scheme: ``form`` ∈ {"local_entropy", "heat"}, ``family`` of covariances.
 
     ``estimator``: None (exact), ``GridQuadrature``/``ClosedForm`` (forced), or a sampling
-    estimator with ``tilted_moments`` (local-entropy form only).
+    estimator of :mod:`kltrain.gaussian_sampling` (``GaussianIS``/``GaussianSGLD`` for the
+    local-entropy form, ``GaussianRobbinsMonro`` for the heat form; diagonal covariances).
     """
 
     form: str = "local_entropy"   # Algorithm 1 generalised; "heat" for Algorithm 2's
@@ -360,8 +368,9 @@ class GaussianScheme:
     def __post_init__(self):
         _check_choice(self.form, FORMS, "form")
         _check_choice(self.family, FAMILIES, "family")
-        if self.form == "heat" and callable(getattr(self.estimator, "tilted_moments", None)):
-            raise ValueError("a tilted-moments estimator serves the local-entropy form only")
+        wrong = "tilted_moments" if self.form == "heat" else "heat_moments"
+        if callable(getattr(self.estimator, wrong, None)):
+            raise ValueError(f"{type(self.estimator).__name__} does not serve the {self.form} form")
 
     def step(self, rng, loss, mean, cov):
         step = local_entropy_step if self.form == "local_entropy" else heat_step

@@ -314,3 +314,72 @@ def test_validation_errors():
         G.local_entropy_step(loss, np.zeros(3), np.eye(3))
     with pytest.raises(ValueError, match="d = 3"):
         G.heat_step(GaussianMixtureLoss([1.0], [np.zeros(3)], [1.0]), np.zeros(3), np.eye(3))
+
+
+# -- sampled versions (diagonal covariance, counter-based noise) --------------------------------
+from kltrain.gaussian_sampling import (DiagonalGaussianRule, GaussianIS,  # noqa: E402
+                                       GaussianRobbinsMonro, GaussianSGLD)
+from kltrain.noise import counter_normals  # noqa: E402
+from kltrain.schemes import run  # noqa: E402
+
+UNIMODAL = GaussianMixtureLoss([0.5, 0.5], [[0.5, 0.0], [-0.2, 0.4]],
+                               [[[0.4, 0.1], [0.1, 0.3]], 0.5 * np.eye(2)])
+M0, V0 = np.array([0.2, 0.3]), np.array([0.6, 0.4])
+
+
+def test_is_moments_within_four_standard_errors_of_the_exact_ones():
+    m_ex, C_ex = G.local_entropy_step(UNIMODAL, M0, np.diag(V0), family="diag")
+    m_far, _ = G.local_entropy_step(UNIMODAL, M0 + 0.2, np.diag(V0), family="diag")
+    for seed in range(3):
+        m, v, info = GaussianIS(3000).estimate(seed, UNIMODAL, M0, V0)
+        se = np.sqrt(v / info.ess)
+        assert np.all(np.abs(m - m_ex) < 4 * se)
+        assert np.all(np.abs(v - np.diag(C_ex)) < 0.1 * np.diag(C_ex))
+        assert np.any(np.abs(m - m_far) > 4 * se)                     # negative control
+
+
+def test_is_noise_is_regenerated_from_seed_and_sample_index():
+    m, v, info = GaussianIS(50).estimate(7, UNIMODAL, M0, V0)
+    X = M0 + counter_normals(7, np.arange(50), 2) * np.sqrt(V0)
+    lw = -UNIMODAL.values(X)
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    np.testing.assert_allclose(m, w @ X, rtol=1e-13)
+    np.testing.assert_allclose(v, w @ (X - w @ X) ** 2, rtol=1e-12)
+    assert not np.allclose(GaussianIS(50).estimate(8, UNIMODAL, M0, V0)[0], m)   # another seed
+
+
+def test_sgld_chain_moments_approach_the_exact_ones():
+    m_ex, C_ex = G.local_entropy_step(UNIMODAL, M0, np.diag(V0), family="diag")
+    m, v, _ = GaussianSGLD(4000, 0.1).estimate(3, UNIMODAL, M0, V0)
+    assert np.abs(m - m_ex).max() < 0.08 and np.all(np.abs(v / np.diag(C_ex) - 1) < 0.3)
+    m_far, _ = G.local_entropy_step(UNIMODAL, M0 + 0.5, np.diag(V0), family="diag")
+    assert np.abs(m - m_far).max() > 0.08                             # negative control
+
+
+def test_robbins_monro_heat_step_approaches_the_exact_diagonal_step():
+    loss, C = wide_and_sharp_bumps(), np.diag(V0)
+    m_ex, C_ex = G.heat_step(loss, M0, C, family="diag")
+    m, C_rm = G.heat_step(loss, M0, C, family="diag", estimator=GaussianRobbinsMonro(300, 10), rng=1)
+    assert np.abs(m - m_ex).max() < 0.02 and np.all(np.abs(np.diag(C_rm) / np.diag(C_ex) - 1) < 0.05)
+    # negative control: a too-short chain (J = 5) has not reached the step
+    m5, C5 = G.heat_step(loss, M0, C, family="diag", estimator=GaussianRobbinsMonro(5, 10), rng=1)
+    assert np.abs(m5 - m_ex).max() > 0.02 or np.abs(np.diag(C5) / np.diag(C_ex) - 1).max() > 0.05
+    with pytest.raises(ValueError, match="heat"):
+        G.local_entropy_step(loss, M0, C, estimator=GaussianRobbinsMonro())
+
+
+@pytest.mark.parametrize("family", ["diag", "iso", "fixed"])
+def test_diagonal_rule_runs_in_the_scheme_driver_and_keeps_its_family(family):
+    rule = DiagonalGaussianRule(0.3, GaussianIS(500), family=family, min_var=1e-4)
+    points, infos = run(rule, UNIMODAL, M0, 5, rng=0)
+    again, _ = run(rule, UNIMODAL, M0, 5, rng=0)
+    np.testing.assert_array_equal(points, again)                      # same seed, same path
+    state = rule.init(UNIMODAL, M0)
+    for k in range(3):
+        _, state, _ = rule.step(np.random.default_rng(k), state, UNIMODAL, M0, k)
+    if family == "fixed":
+        assert np.all(state == 0.3)
+    elif family == "iso":
+        assert state[0] == state[1] and state[0] != 0.3
+    assert np.all(state >= 1e-4) and all(i.ess > 1 for i in infos)
