@@ -211,7 +211,9 @@ def test_heat_step_satisfies_the_fixed_point_equations_via_stein(loss, gauss):
 
 
 def test_negative_control_the_local_entropy_step_violates_the_heat_equations():
-    loss, m_k, C_k = wide_and_sharp_bumps(), np.array([0.5, 0.5]), 0.3 * np.eye(2)
+    loss = GaussianBumpsLoss(amplitudes=[-1.0, 0.5], centers=[[-0.5, 0.0], [0.5, 0.5]],
+                             covs=[0.3, 0.2], bowl=0.2)
+    m_k, C_k = np.array([0.5, 0.5]), 0.3 * np.eye(2)
     m, C = G.local_entropy_step(loss, m_k, C_k)
     g, hess = G.stein_moments(loss, m, C)
     assert np.abs(m - m_k + C_k @ g).max() > 1e-3
