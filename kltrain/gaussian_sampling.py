@@ -53,20 +53,30 @@ class GaussianIS:
     """Importance sampling of q ∝ e^{−f} N(m, diag c) with N(m, diag c) as the proposal."""
 
     n_samples: int = 1000          # J (paper: 10³)
+    chunk: int = 128               # samples per pass: memory chunk·d, never J·d
 
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 2)
+        check_count(self.chunk, "chunk", 1)
+
+    def _chunks(self, seed, mean, var):
+        """(x_j for j in a chunk) for consecutive chunks, regenerated from (seed, j)."""
+        for start in range(0, self.n_samples, self.chunk):
+            js = np.arange(start, min(start + self.chunk, self.n_samples))
+            yield js, mean + counter_normals(seed, js, mean.size) * np.sqrt(var)   # (n, d)
 
     def estimate(self, seed, loss, mean, var):
-        eps = counter_normals(seed, np.arange(self.n_samples), mean.size)       # (J, d)
-        X = mean + eps * np.sqrt(var)
-        log_w = -loss_values(loss, X)                                          # eq. (5.2)
-        lse = logsumexp(log_w)
+        """Two passes: log-weights first, then the weighted moments with the noise regenerated."""
+        log_w = np.concatenate([-loss_values(loss, X) for _, X in self._chunks(seed, mean, var)])
+        lse = logsumexp(log_w)                                                  # eq. (5.2)
         w = np.exp(log_w - lse)
-        m = w @ X
-        v = w @ (X - m) ** 2
+        s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
+        for js, X in self._chunks(seed, mean, var):
+            D = X - mean                       # moments about m: no cancellation when q ≈ N(m, C)
+            s1 += w[js] @ D
+            s2 += w[js] @ (D * D)
         ess = float(np.exp(2 * lse - logsumexp(2 * log_w)))
-        return m, v, MomentsInfo(ess, seed)
+        return mean + s1, np.maximum(s2 - s1 * s1, 0.0), MomentsInfo(ess, seed)
 
     def tilted_moments(self, rng, loss, mean, cov):
         """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.local_entropy_step` uses."""

@@ -349,6 +349,9 @@ def test_is_noise_is_regenerated_from_seed_and_sample_index():
     np.testing.assert_allclose(m, w @ X, rtol=1e-13)
     np.testing.assert_allclose(v, w @ (X - w @ X) ** 2, rtol=1e-12)
     assert not np.allclose(GaussianIS(50).estimate(8, UNIMODAL, M0, V0)[0], m)   # another seed
+    chunked = GaussianIS(50, chunk=7).estimate(7, UNIMODAL, M0, V0)        # noise regenerated
+    np.testing.assert_allclose(chunked[0], m, rtol=1e-14)
+    np.testing.assert_allclose(chunked[1], v, rtol=1e-12)
 
 
 def test_sgld_chain_moments_approach_the_exact_ones():
@@ -385,3 +388,15 @@ def test_diagonal_rule_runs_in_the_scheme_driver_and_keeps_its_family(family):
     elif family == "iso":
         assert state[0] == state[1] and state[0] != 0.3
     assert np.all(state >= 1e-4) and all(i.ess > 1 for i in infos)
+
+
+def test_covariance_figure_draws_one_ellipse_per_iterate():
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Ellipse
+
+    from toyproblems.covariance import covariance_ellipse, wide_and_sharp_figure
+    fig = wide_and_sharp_figure(n_steps=4)
+    assert isinstance(fig, Figure)
+    assert sum(isinstance(p, Ellipse) for p in fig.axes[0].patches) == 3 * 5
+    e = covariance_ellipse([0, 0], [[4.0, 0.0], [0.0, 1.0]], 2.0)
+    assert (e.width, e.height) == (8.0, 4.0) and abs(e.angle) < 1e-12    # major axis along x
