@@ -163,6 +163,8 @@ class DiagonalGaussianRule:
     estimator: object
     family: str = "diag"           # "diag" | "iso" | "fixed"
     min_var: float = 0.0           # floor on the learned variances (0: none)
+    cov_rate: float = 1.0          # β of c ← (1−β)c + βĉ (1: the MM step; CMA-ES's c_μ < 1 damps
+                                   # the χ²_ESS/ESS noise of ĉ, a random walk in log c otherwise)
 
     def __post_init__(self):
         check_positive(self.tau, "tau")
@@ -170,6 +172,8 @@ class DiagonalGaussianRule:
             raise ValueError(f"family must be 'diag', 'iso' or 'fixed', got {self.family!r}")
         if not self.min_var >= 0:
             raise ValueError(f"min_var must be >= 0, got {self.min_var!r}")
+        if not 0 < self.cov_rate <= 1:
+            raise ValueError(f"cov_rate must be in (0, 1], got {self.cov_rate!r}")
 
     def init(self, loss, x):
         return np.full(np.asarray(x).size, self.tau, dtype=np.float64)
@@ -181,4 +185,47 @@ class DiagonalGaussianRule:
             v = state
         elif self.family == "iso":
             v = np.full_like(v, v.mean())
+        v = (1 - self.cov_rate) * state + self.cov_rate * v
         return m, np.maximum(v, self.min_var), info
+
+
+def train_config(covariance: str, algorithm: str, **kwargs):
+    """A :class:`kltrain.training.TrainConfig` whose IS/SGLD/HR rule learns a diagonal covariance.
+
+    ``covariance`` "fixed" is the paper's τI (the ordinary config); "diag"/"iso" start at
+    C_0 = τI and learn C with :class:`DiagonalGaussianRule` (per-sample noise, no projection:
+    the reduced updates of kltrain.projected assume an isotropic τ).
+    """
+    from dataclasses import dataclass as _dataclass
+
+    from .schemes import SGD, SwitchAfter
+    from .training import TrainConfig
+
+    if covariance not in ("fixed", "diag", "iso"):
+        raise ValueError(f"covariance must be 'fixed', 'diag' or 'iso', got {covariance!r}")
+    if covariance == "fixed":
+        return TrainConfig(algorithm, **kwargs)
+
+    @_dataclass(frozen=True)
+    class CovarianceTrainConfig(TrainConfig):
+        covariance: str = "diag"    # "diag" | "iso": the learned family
+
+        def update_rule(self):
+            estimator = {
+                "is": lambda: GaussianIS(self.samples),
+                "sgld": lambda: GaussianSGLD(self.samples, step=0.05),
+                "hr": lambda: GaussianRobbinsMonro(self.hr_iterations, self.hr_samples,
+                                                   c=self.hr_c, alpha=self.hr_alpha),
+            }.get(self.algorithm)
+            if estimator is None:
+                raise ValueError(f"--covariance {self.covariance} needs --algo is, sgld or hr")
+            if self.tau_scoping is not None:
+                raise ValueError("a learned covariance replaces τ scoping; drop --tau-scoping")
+            rule = DiagonalGaussianRule(self.tau, estimator(), family=self.covariance)
+            return SwitchAfter(SGD(self.learning_rate), rule, self.sgd_first) if self.sgd_first else rule
+
+        @property
+        def label(self) -> str:
+            return f"{super().label}-C{self.covariance}"
+
+    return CovarianceTrainConfig(algorithm, covariance=covariance, **kwargs)

@@ -400,3 +400,22 @@ def test_covariance_figure_draws_one_ellipse_per_iterate():
     assert sum(isinstance(p, Ellipse) for p in fig.axes[0].patches) == 3 * 5
     e = covariance_ellipse([0, 0], [[4.0, 0.0], [0.0, 1.0]], 2.0)
     assert (e.width, e.height) == (8.0, 4.0) and abs(e.angle) < 1e-12    # major axis along x
+
+
+def test_damped_covariance_rate_and_train_config():
+    from kltrain.gaussian_sampling import train_config
+    from kltrain.training import TrainConfig
+
+    full = DiagonalGaussianRule(0.3, GaussianIS(200), cov_rate=1.0)
+    half = DiagonalGaussianRule(0.3, GaussianIS(200), cov_rate=0.5)
+    state = full.init(UNIMODAL, M0)
+    _, v1, _ = full.step(np.random.default_rng(1), state, UNIMODAL, M0, 0)
+    _, v2, _ = half.step(np.random.default_rng(1), state, UNIMODAL, M0, 0)
+    np.testing.assert_allclose(v2, 0.5 * (0.3 + v1), rtol=1e-14)
+    with pytest.raises(ValueError, match="cov_rate"):
+        DiagonalGaussianRule(0.3, GaussianIS(10), cov_rate=0.0)
+    cfg = train_config("diag", "is", net="small", samples=10)
+    assert isinstance(cfg, TrainConfig) and isinstance(cfg.update_rule(), DiagonalGaussianRule)
+    assert type(train_config("fixed", "is")) is TrainConfig
+    with pytest.raises(ValueError, match="is, sgld or hr"):
+        train_config("diag", "sgd").update_rule()
