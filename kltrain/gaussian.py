@@ -33,7 +33,7 @@ preconditioned by C_k, which for C_k = τI is eq. (3.5).
 C_{k+1}⁻¹ = C_k⁻¹ + A, so C_k⁻¹ = C_0⁻¹ + kA: C_k ≈ (kA)⁻¹ shrinks like 1/k along curved
 directions and not at all along flat ones (a per-direction harmonic schedule, against τ
 scoping's geometric τ₀/(1+τ₁)^k of §6.5.1). For convex f, Brascamp–Lieb gives
-Cov_q ⪯ (C⁻¹ + ∇²f)⁻¹ ⪯ C, so C_{k+1} ⪯ C_k at every step. Since −log E_N e^{−f} ≥ min f with
+Cov_q ⪯ E_q[(C⁻¹ + ∇²f)⁻¹] ⪯ C, so C_{k+1} ⪯ C_k at every step. Since −log E_N e^{−f} ≥ min f with
 equality only as N collapses onto argmin f, inf F = min f is approached as C → 0: the
 full-covariance scheme has no non-degenerate fixed points unless f is flat under N (a
 constant f leaves every (m, C) fixed); wide C first smooths (large-τ local entropy, wide
@@ -66,8 +66,9 @@ non-increasing, as in Theorem 4.2. With Bonnet's and Price's theorems, ∇_m H =
 an implicit Newton-like step whose precision accumulates expected Hessians. Stein's lemma
 makes both Hessian-free: E_N[∇f] = C⁻¹E_N[(X − m) f(X)], E_N[∇²f] = C⁻¹E_N[(X − m)∇f(X)ᵀ]
 (:func:`stein_moments`). For f quadratic both forms give C_{k+1}⁻¹ = C_k⁻¹ + A and the same
-mean (q_k is Gaussian, so both KLs vanish at the same point). Families: "diag"/"iso" minimise
-over diagonal / σ²I covariances; "fixed" keeps C_k (Algorithm 2 when C_k = τI).
+mean (q_k is Gaussian, so both KLs vanish at the same point). Families: "diag" minimises over
+diagonal C (with C_k diagonal: 1/c_{k+1,i} = 1/c_{k,i} + E_N[∂²_i f]); "iso" over σ²I
+(d/σ²_{k+1} = d/σ²_k + E_N[Δf]); "fixed" keeps C_k and is Algorithm 2 when C_k = τI.
 
 3. Relatives
 ------------
@@ -78,9 +79,12 @@ over diagonal / σ²I covariances; "fixed" keeps C_k (Algorithm 2 when C_k = τI
   covariance collapse is the annealing above — here with a monotone F(m, C).
 - CMA-ES / NES: NES does natural-gradient descent on J(m, C) = E_{N(m,C)}[f] = H. The KL
   proximal step of the heat form is the implicit version of that step (KL ≈ Fisher quadratic
-  form to second order). CMA-ES's rank-μ update m ← Σ w_i x_i, C ← Σ w_i (x_i − m)(x_i − m)ᵀ
-  with learning rate 1 is the sampled local-entropy form with rank weights for e^{−f}; in
-  IGO terms (Ollivier et al.) the local-entropy form is IGO-ML with δt = 1 and weights e^{−f}.
+  form to second order). EMNA's refit m ← Σ w_i x_i, C ← Σ w_i (x_i − m)(x_i − m)ᵀ is the
+  sampled local-entropy form with rank weights for e^{−f}; CMA-ES's rank-μ update differs
+  in two ways: it measures the spread about the *old* mean (enlarging C along the direction
+  of progress) and blends it in with a rate c_μ < 1 (cf. ``cov_rate`` in
+  :mod:`kltrain.gaussian_sampling`). In IGO terms (Ollivier et al.) the local-entropy form
+  is IGO-ML with δt = 1 and weights e^{−f}.
 - Variational online Newton (Khan et al. 2018; the Bayesian learning rule): S ← (1−ρ)S +
   ρ(E_q[∇²f] + S_prior), m ← m − ρ S⁻¹E_q[∇f], expectations at the *current* q. The heat
   form is its implicit, ρ = 1 version with the prior replaced by the last iterate:

@@ -210,6 +210,23 @@ def test_heat_step_satisfies_the_fixed_point_equations_via_stein(loss, gauss):
         assert bad > 1e-6
 
 
+@pytest.mark.parametrize("family", ["diag", "iso"])
+def test_constrained_heat_steps_satisfy_their_own_fixed_point_equations(family):
+    # diag: 1/c_{k+1,i} = 1/c_{k,i} + E[∂²_i f];  iso: d/σ²_{k+1} = d/σ²_k + E[Δf]
+    loss = GaussianBumpsLoss(amplitudes=[-1.0, 0.5], centers=[[-0.5, 0.0], [0.5, 0.5]],
+                             covs=[0.3, 0.2], bowl=0.2)
+    m_k, c_k = np.array([0.5, 0.5]), np.array([0.3, 0.2]) if family == "diag" else np.array([0.25, 0.25])
+    m, C = G.heat_step(loss, m_k, np.diag(c_k), family=family)
+    g, hess = G.stein_moments(loss, m, C)
+    assert np.abs(m - m_k + c_k * g).max() < 1e-7
+    if family == "diag":
+        np.testing.assert_allclose(1 / np.diag(C), 1 / c_k + np.diag(hess), atol=1e-6)
+        assert np.abs(np.linalg.inv(C) - np.diag(1 / c_k) - hess).max() > 1e-3   # off-diagonal ≠ 0
+    else:
+        assert abs(2 / C[0, 0] - 2 / c_k[0] - np.trace(hess)) < 1e-6
+        assert np.abs(1 / np.diag(C) - 1 / c_k - np.diag(hess)).max() > 1e-3   # per-axis law fails
+
+
 def test_negative_control_the_local_entropy_step_violates_the_heat_equations():
     loss = GaussianBumpsLoss(amplitudes=[-1.0, 0.5], centers=[[-0.5, 0.0], [0.5, 0.5]],
                              covs=[0.3, 0.2], bowl=0.2)
