@@ -132,28 +132,37 @@ def _check_choice(value, allowed, name):
 
 
 def _route(loss, quantity, estimator, d):
-    """"closed" or "grid": closed form if the loss has one (unless GridQuadrature is asked for)."""
+    """("closed" | "grid", grid settings): the loss's closed form unless GridQuadrature is asked for.
+
+    Exact estimators only (None, ``Exact``, ``ClosedForm``, ``GridQuadrature``); sampling ones
+    go through the ``tilted_moments``/``heat_moments`` hooks before this is reached.
+    """
     name = type(estimator).__name__
+    if estimator is not None and name not in ("Exact", "ClosedForm", "GridQuadrature"):
+        raise TypeError(f"{name} is not an exact estimator; the sampled Gaussian schemes take "
+                        "GaussianIS, GaussianSGLD or GaussianRobbinsMonro (kltrain.gaussian_sampling)")
+    quadrature = getattr(estimator, "quadrature", estimator)          # Exact carries its grid
     if name == "GridQuadrature":
-        return "grid"
+        return "grid", quadrature
     if gx.has_closed_form(loss, quantity):
-        return "closed"
+        return "closed", None
     if name == "ClosedForm":
         raise ValueError(f"{type(loss).__name__} offers no closed form for the Gaussian {quantity}")
     if d > 2:
-        raise ValueError(f"no exact Gaussian {quantity} for d = {d} > 2 without a closed form; "
-                         "pass estimator=GaussianImportanceSampling(...)")
-    return "grid"
+        raise ValueError(f"no exact Gaussian {quantity} for d = {d} > 2 without a closed form; pass "
+                         "estimator=GaussianIS(...) from kltrain.gaussian_sampling")
+    return "grid", quadrature
 
 
 # -- the two objectives ---------------------------------------------------------------------
 def tilted_moments(loss, mean, cov, *, estimator=None):
     """(F(m, C), E_q[X], Cov_q[X]) for q ∝ e^{−f} N(m, C): exact (closed form or d ≤ 2 grid)."""
     mean, cov = _check_gaussian(loss, mean, cov)
-    if _route(loss, "tilted", estimator, mean.size) == "closed":
+    route, quadrature = _route(loss, "tilted", estimator, mean.size)
+    if route == "closed":
         log_z, m, C = gx.tilted_closed(loss, mean, cov)
     else:
-        log_z, m, C = gx.tilted_grid(loss, mean, cov, estimator)
+        log_z, m, C = gx.tilted_grid(loss, mean, cov, quadrature)
     return -float(log_z), m, C
 
 
@@ -165,9 +174,10 @@ def local_entropy(loss, mean, cov, *, estimator=None) -> float:
 def heat_regularization(loss, mean, cov, *, estimator=None) -> float:
     """H(m, C) = E_{N(m,C)}[f]: F^H_τ of §2.2 with τI → C."""
     mean, cov = _check_gaussian(loss, mean, cov)
-    if _route(loss, "expected_loss", estimator, mean.size) == "closed":
+    route, quadrature = _route(loss, "expected_loss", estimator, mean.size)
+    if route == "closed":
         return gx.expected_loss_closed(loss, mean, cov)[0]
-    return gx.FrozenGrid(loss, mean, cov, estimator)(mean, cov)[0]
+    return gx.FrozenGrid(loss, mean, cov, quadrature)(mean, cov)[0]
 
 
 def project(cov, family, cov_k):
@@ -192,12 +202,12 @@ def local_entropy_step(loss, mean, cov, *, family="full", estimator=None, rng=No
     _check_choice(family, FAMILIES, "family")
     if callable(getattr(estimator, "heat_moments", None)):
         raise ValueError(f"{type(estimator).__name__} estimates the heat form's step")
+    mean, cov = _check_gaussian(loss, mean, cov)
     if callable(getattr(estimator, "tilted_moments", None)):
-        mean, cov = _check_gaussian(loss, mean, cov)
         m_q, C_q = estimator.tilted_moments(rng, loss, mean, cov)
     else:
         _, m_q, C_q = tilted_moments(loss, mean, cov, estimator=estimator)
-    return m_q, project(C_q, family, gx.sym(np.asarray(cov, dtype=np.float64)))
+    return m_q, project(C_q, family, cov)
 
 
 # -- heat form ------------------------------------------------------------------------------
@@ -283,10 +293,11 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
     if callable(getattr(estimator, "heat_moments", None)):            # e.g. GaussianRobbinsMonro
         m, C = estimator.heat_moments(rng, loss, mean_k, cov_k)
         return (m, project(C, family, cov_k)) + ((None,) if return_info else ())
-    if _route(loss, "expected_loss", estimator, mean_k.size) == "closed":
+    route, quadrature = _route(loss, "expected_loss", estimator, mean_k.size)
+    if route == "closed":
         expected = lambda m, C: gx.expected_loss_closed(loss, m, C)  # noqa: E731
     else:
-        expected = gx.FrozenGrid(loss, mean_k, cov_k, estimator)
+        expected = gx.FrozenGrid(loss, mean_k, cov_k, quadrature)
     chart = _Chart(family, mean_k, cov_k)
     fun = heat_objective(expected, mean_k, cov_k, family)
     d = mean_k.size

@@ -331,6 +331,11 @@ def test_validation_errors():
         G.GaussianScheme(form="newton")
     with pytest.raises(ValueError, match="dimension"):
         G.local_entropy_step(loss, np.zeros(3), np.eye(3))
+    with pytest.raises(TypeError, match="not an exact estimator"):
+        from kltrain.estimators import ImportanceSampling
+        G.local_entropy_step(loss, np.zeros(2), np.eye(2), estimator=ImportanceSampling(10))
+    m, C = G.local_entropy_step(loss, np.zeros(2), 0.3, family="fixed")   # a variance τ means τI
+    assert np.array_equal(C, 0.3 * np.eye(2))
     with pytest.raises(ValueError, match="d = 3"):
         G.heat_step(GaussianMixtureLoss([1.0], [np.zeros(3)], [1.0]), np.zeros(3), np.eye(3))
 
