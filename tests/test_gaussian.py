@@ -441,3 +441,17 @@ def test_damped_covariance_rate_and_train_config():
     assert type(train_config("fixed", "is")) is TrainConfig
     with pytest.raises(ValueError, match="is, sgld or hr"):
         train_config("diag", "sgd").update_rule()
+
+
+def test_animation_frames_reveal_one_iterate_per_path_per_frame():
+    from matplotlib.animation import FuncAnimation
+
+    from toyproblems.covariance import animate_covariance_paths, plot_covariance_paths, reveal_frames
+    loss = wide_and_sharp_mixture()
+    paths = {f: G.minimize(loss, np.array([0.2, 0.3]), 0.3 * np.eye(2), 3, family=f)
+             for f in ("full", "fixed")}
+    fig = plot_covariance_paths(loss, paths)
+    draw, n_frames = reveal_frames(fig, paths)
+    draw(1)
+    assert n_frames == 4 and sum(p.get_visible() for p in fig.axes[0].patches) == 2 * 2
+    assert isinstance(animate_covariance_paths(loss, paths), FuncAnimation)

@@ -53,3 +53,37 @@ def wide_and_sharp_figure(n_steps: int = 12) -> Figure:
     paths = {family: gaussian.minimize(loss, x0, 0.3 * np.eye(2), n_steps, family=family)
              for family in ("full", "iso", "fixed")}
     return plot_covariance_paths(loss, paths, title="local-entropy form, learned vs fixed C")
+
+
+def reveal_frames(fig, paths, every=1):
+    """(draw(k), n_frames): draw(k) shows iterates 0..k of each path on ``fig`` (from
+    :func:`plot_covariance_paths`) and hides the rest; it creates no artists."""
+    ax = fig.axes[0]
+    lines = [line for line in ax.lines if line.get_label() in paths]
+    full = [line.get_data() for line in lines]
+    ellipses, start = [], 0
+    for path in paths.values():
+        n = len(path.means[::every])
+        ellipses.append(ax.patches[start:start + n])
+        start += n
+
+    def draw(k):
+        for line, (xs, ys), patches in zip(lines, full, ellipses):
+            line.set_data(xs[:k + 1], ys[:k + 1])
+            for i, patch in enumerate(patches):
+                patch.set_visible(i * every <= k)
+        return lines + [p for ps in ellipses for p in ps]
+
+    return draw, max(len(p.means) for p in paths.values())
+
+
+def animate_covariance_paths(loss, paths, *, interval=400, **kwargs):
+    """A ``FuncAnimation`` revealing one iterate (mean and ellipse) per frame.
+
+    Save it with ``anim.save("paths.gif", writer="pillow")``.
+    """
+    from matplotlib.animation import FuncAnimation
+
+    fig = plot_covariance_paths(loss, paths, **kwargs)
+    draw, n_frames = reveal_frames(fig, paths, kwargs.get("every", 1))
+    return FuncAnimation(fig, draw, frames=n_frames, interval=interval, blit=False)
