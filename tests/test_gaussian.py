@@ -443,6 +443,7 @@ def test_damped_covariance_rate_and_train_config():
         train_config("diag", "sgd").update_rule()
 
 
+@pytest.mark.filterwarnings("ignore:Animation was deleted")
 def test_animation_frames_reveal_one_iterate_per_path_per_frame():
     from matplotlib.animation import FuncAnimation
 
