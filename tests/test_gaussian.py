@@ -443,8 +443,7 @@ def test_damped_covariance_rate_and_train_config():
         train_config("diag", "sgd").update_rule()
 
 
-@pytest.mark.filterwarnings("ignore:Animation was deleted")
-def test_animation_frames_reveal_one_iterate_per_path_per_frame():
+def test_animation_frames_reveal_one_iterate_per_path_per_frame(tmp_path):
     from matplotlib.animation import FuncAnimation
 
     from toyproblems.covariance import animate_covariance_paths, plot_covariance_paths, reveal_frames
@@ -455,4 +454,7 @@ def test_animation_frames_reveal_one_iterate_per_path_per_frame():
     draw, n_frames = reveal_frames(fig, paths)
     draw(1)
     assert n_frames == 4 and sum(p.get_visible() for p in fig.axes[0].patches) == 2 * 2
-    assert isinstance(animate_covariance_paths(loss, paths), FuncAnimation)
+    anim = animate_covariance_paths(loss, paths, resolution=40)
+    assert isinstance(anim, FuncAnimation)
+    anim.save(tmp_path / "paths.gif", writer="pillow", dpi=30)
+    assert (tmp_path / "paths.gif").stat().st_size > 0
