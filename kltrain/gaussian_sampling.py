@@ -7,7 +7,9 @@ fresh seed per parameter update drawn from the caller's Generator.
 - :class:`GaussianIS` — Algorithm 4 (eq. 5.2) with proposal N(m, C): self-normalised weights
   w_j ∝ e^{−f(x_j)} in log space; q_k's mean Σ w_j x_j and variances Σ w_j (x_j − mean)².
 - :class:`GaussianSGLD` — Algorithm 3 on q_k ∝ e^{−f} N(m, C), preconditioned by C
-  (x ← x − ε(C∇f + x − m) + √(2ε) C^{½} ξ), whose ε-weighted chain moments estimate q_k's.
+  (x ← x − ε(C∇f + x − m) + √(2ε) C^{½} ξ), started at m with a constant ε (so the paper's
+  ε_j-weighted averages are plain averages); its chain moments estimate q_k's, with an
+  O(ε) discretisation bias in the variances.
 - :class:`GaussianRobbinsMonro` — Algorithm 5 for the heat form: stochastic gradients of
   J(m, s) = E_{N(m, diag e^s)}[f] + KL(N(m, diag e^s) ‖ N(m_k, C_k)) by reparameterisation
   x = m + e^{s/2}∘ε, so ∂_m E f = E[∇f(x)], ∂_s E f = ½ E[e^{s/2}∘ε∘∇f(x)]; steps a_j = c·j^{−α}
@@ -87,7 +89,7 @@ class GaussianIS:
 
 @dataclass(frozen=True)
 class GaussianSGLD:
-    """C-preconditioned Langevin chain on q ∝ e^{−f} N(m, diag c), started at m; ε_j-weighted moments."""
+    """C-preconditioned Langevin chain on q ∝ e^{−f} N(m, diag c), started at m; chain moments."""
 
     n_steps: int = 1000            # chain length J
     step: float = 0.05             # ε (relative: the drift is preconditioned by C)
