@@ -13,6 +13,7 @@ Public API (stable):
 
 from .regularized import heat_regularization, local_entropy, posterior_mean
 from .schemes import minimize_heat, minimize_local_entropy
+from . import gaussian  # noqa: E402  mean-and-covariance schemes (issue 16)
 
 __version__ = "0.1.0"
 

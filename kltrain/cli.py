@@ -20,6 +20,8 @@ def _train(args) -> int:
     from pathlib import Path
 
     from .training import TrainConfig, train
+    if args.covariance != "fixed":  # issue 16: learned diagonal covariance
+        from functools import partial; from .gaussian_sampling import train_config; TrainConfig = partial(train_config, args.covariance)  # noqa: E702, N806
     cfg = TrainConfig(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
                       sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sgld-noise-scale", type=float, default=1.0, help="Langevin noise scale (Entropy-SGD: 0.01)")
     train.add_argument("--hr-iterations", type=int, default=30)
     train.add_argument("--hr-samples", type=int, default=30)
+    train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"], help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian_sampling)")
     train.add_argument("--sgd-first", type=int, default=0, help="SGD updates before switching (§6.3)")
     train.add_argument("--per-sample", action="store_true", help="full per-sample noise instead of reduced updates")
     train.add_argument("--antithetic", action="store_true")
