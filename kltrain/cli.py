@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 
 def _bench(args) -> int:
@@ -20,9 +21,13 @@ def _train(args) -> int:
     from pathlib import Path
 
     from .training import TrainConfig, train
-    if args.covariance != "fixed":  # issue 16: learned diagonal covariance
-        from functools import partial; from .gaussian_sampling import train_config; TrainConfig = partial(train_config, args.covariance)  # noqa: E702, N806
-    cfg = TrainConfig(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
+    make_config: Callable[..., TrainConfig] = TrainConfig
+    if args.covariance != "fixed":  # a learned diagonal or isotropic covariance (kltrain.gaussian)
+        from functools import partial
+
+        from .gaussian_sampling import train_config
+        make_config = partial(train_config, args.covariance)
+    cfg = make_config(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
                       sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
                       hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
