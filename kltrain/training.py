@@ -14,8 +14,6 @@ minibatch sequence (also the same for every algorithm) and the estimators' noise
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._blas import single_blas_thread
+from ._io import atomic_write_csv, atomic_write_json, config_hash
 from ._checks import check_count, check_positive, check_tau
 from .data import load
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
@@ -118,6 +117,12 @@ class TrainResult:
     minibatch_loss: list = field(default_factory=list)   # f on the update's minibatch, before the update
     seconds: list = field(default_factory=list)          # wall time of each update
     taus: list = field(default_factory=list)
+    status: str = "running"                              # running | done | interrupted | diverged
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies the config in result files: a rerun with the same hash may be skipped."""
+        return config_hash(asdict(self.config))
 
     def accuracy_at(self, update: int) -> float:
         return self.test_accuracy[self.eval_updates.index(update)]
@@ -127,22 +132,23 @@ class TrainResult:
         return float(np.mean(self.seconds)) if self.seconds else float("nan")
 
     def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "eval_updates": self.eval_updates,
+        return {"status": self.status, "config_hash": self.config_hash, "config": asdict(self.config),
+                "eval_updates": self.eval_updates,
                 "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
                 "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainResult":
+        """Inverse of ``to_dict`` (NaN stored as null comes back as NaN)."""
+        nan = lambda xs: [float("nan") if v is None else v for v in xs]  # noqa: E731
+        return cls(TrainConfig(**d["config"]), list(d["eval_updates"]), nan(d["test_accuracy"]),
+                   nan(d["minibatch_loss"]), nan(d["seconds"]), nan(d["taus"]), d.get("status", "done"))
+
     def to_json(self, path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        return atomic_write_json(path, self.to_dict())
 
     def to_csv(self, path) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["update", "test_accuracy"])
-            writer.writerows(zip(self.eval_updates, self.test_accuracy))
-        return path
+        return atomic_write_csv(path, ["update", "test_accuracy"], zip(self.eval_updates, self.test_accuracy))
 
 
 def load_data(config: TrainConfig):
@@ -153,8 +159,12 @@ def load_data(config: TrainConfig):
     return X_train, y_train, X_test, y_test
 
 
-def train(config: TrainConfig, data=None, progress: bool = True, backend=None) -> TrainResult:
+def train(config: TrainConfig, data=None, progress: bool = True, backend=None, checkpoint=None) -> TrainResult:
     """Run one training run; ``data`` = (X_train, y_train, X_test, y_test) or None to load.
+
+    ``checkpoint(result)``, if given, is called after every evaluation and once more at the
+    end with ``result.status`` "done", or "interrupted" (KeyboardInterrupt) / "diverged"
+    (FloatingPointError) just before that exception propagates: what was measured is kept.
 
     ``backend`` (an object such as :class:`kltrain.distributed.DaskBackend`) overrides
     ``config.backend``; with ``config.scheduler`` or ``config.workers`` a Dask backend is
@@ -162,7 +172,7 @@ def train(config: TrainConfig, data=None, progress: bool = True, backend=None) -
     and OpenBLAS threads left spinning by an accuracy evaluation made the next update 2.5× slower.
     """
     with backend_context(config, backend) as chosen, single_blas_thread():
-        return _train(config, data, progress, chosen)
+        return _train(config, data, progress, chosen, checkpoint or (lambda result: None))
 
 
 @contextmanager
@@ -181,7 +191,7 @@ def backend_context(config, given=None):
         yield config.backend
 
 
-def _train(config, data, progress, backend):
+def _train(config, data, progress, backend, checkpoint):
     X_train, y_train, X_test, y_test = load_data(config) if data is None else data
     net = NETS[config.net]()
     init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
@@ -191,7 +201,29 @@ def _train(config, data, progress, backend):
     rule = config.update_rule()
     tau = config.tau_schedule()
     result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])
+    checkpoint(result)
     bar = _progress(config, progress)
+    try:
+        params = _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result,
+                       bar, checkpoint)
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        checkpoint(result)
+        raise
+    except FloatingPointError:
+        result.status = "diverged"
+        checkpoint(result)
+        raise
+    finally:
+        bar.close()
+    result.status = "done"
+    checkpoint(result)
+    result.final_params = params
+    return result
+
+
+def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result, bar, checkpoint):
+    """The updates; appends to ``result`` as it goes (so an exception leaves what was measured)."""
     state = None
     for k in range(config.n_updates):
         batch = trainset.sample(data_rng)
@@ -209,10 +241,9 @@ def _train(config, data, progress, backend):
             result.eval_updates.append(k + 1)
             result.test_accuracy.append(net.accuracy(params, X_test, y_test))
             bar.set_postfix(acc=f"{result.test_accuracy[-1]:.3f}")
+            checkpoint(result)
         bar.update(1)
-    bar.close()
-    result.final_params = params
-    return result
+    return params
 
 
 def _progress(config, enabled):
