@@ -50,6 +50,27 @@ class ISInfo(NamedTuple):
     seed: int               # regenerates every ε_j
 
 
+def check_sample_range(start: int, stop: int) -> None:
+    if stop <= start:
+        raise ValueError(f"importance sampling needs at least one sample, got samples [{start}, {stop})")
+
+
+def check_log_weights(log_w: np.ndarray, tau: float, start: int = 0) -> None:
+    """FloatingPointError naming the loss if a log weight −f(x_j) is NaN or +inf, or none is finite.
+
+    Any of these would make the estimate NaN or, worse, silently drop samples.
+    """
+    log_w = np.asarray(log_w)
+    bad = np.isnan(log_w) | (log_w == np.inf)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss f(x + √τ ε_j) is {-log_w[j]!r} "
+                                 f"at sample j = {start + j}; every sample's loss must be finite")
+    if log_w.size and not np.any(np.isfinite(log_w)):
+        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss is +inf at all {log_w.size} "
+                                 f"samples, so no weight is left")
+
+
 def partial_from_log_weights(log_w: np.ndarray, eps: np.ndarray) -> ISPartial:
     """Reduce a shard's log weights (n,) and noise rows (n, d) to an ISPartial."""
     m = float(np.max(log_w))
@@ -113,6 +134,7 @@ class ImportanceSampling:
     def partial(self, loss, x, tau, seed: int, start: int = 0, stop: int | None = None):
         """The ISPartial of samples [start, stop) and their log weights (or None)."""
         stop = self.n_samples if stop is None else stop
+        check_sample_range(start, stop)
         fast = getattr(loss, "importance_partial", None)
         if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
             return fast(x, tau, seed, start, stop, self.antithetic)
@@ -120,6 +142,7 @@ class ImportanceSampling:
         for lo in range(start, stop, CHUNK):
             eps = proposal_noise(seed, lo, min(lo + CHUNK, stop), x.size, self.antithetic)
             log_w = -loss_values(loss, x + np.sqrt(tau) * eps)
+            check_log_weights(log_w, tau, lo)
             parts.append(partial_from_log_weights(log_w, eps))
             log_ws.append(log_w)
         return combine(parts), np.concatenate(log_ws)
