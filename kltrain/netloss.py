@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_generator, check_count
+from ._checks import as_generator, check_count, check_labelled
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
 from .nets import MLP
@@ -28,6 +28,7 @@ class MinibatchLoss:
 
     def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None):
         self.net = net
+        X, y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])  # an empty batch, NaN pixels
         self.batch = Minibatch.build(net, X, y)
         self.backend_name, self.backend = _backend(backend)
         self.source = source
@@ -103,10 +104,7 @@ class TrainingSet:
 
     def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto"):
         self.net = net
-        self.X = np.ascontiguousarray(X, dtype=np.float32)
-        self.y = np.ascontiguousarray(y, dtype=np.int64)
-        if self.X.shape[0] != self.y.shape[0]:
-            raise ValueError(f"X has {self.X.shape[0]} rows but y has {self.y.shape[0]}")
+        self.X, self.y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])
         self.batch_size = check_count(batch_size, "batch_size", 1)
         if self.batch_size > self.X.shape[0]:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.X.shape[0]} training rows")

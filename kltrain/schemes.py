@@ -25,7 +25,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ._checks import as_generator, check_count, check_finite_values, check_point, check_positive
+from ._checks import (as_generator, check_count, check_finite_result, check_finite_values, check_point,
+                      check_positive)
 from .estimators import Exact, ExactProx, require_kind
 from .losses import check_loss, loss_dim
 from .schedules import as_tau_schedule
@@ -124,11 +125,39 @@ def run(rule, loss, x0, n_steps, *, rng=None):
     points, infos = [x], []
     state = rule.init(loss, x)
     for k in range(n_steps):
-        x, state, info = rule.step(rng, state, loss, x, k)
+        try:
+            x, state, info = rule.step(rng, state, loss, x, k)
+        except FloatingPointError as err:  # a loss that overflowed mid-estimate: say where
+            raise type(err)(f"{err} ({step_context(rule, k)})") from err
         x = np.asarray(x, dtype=np.float64)
+        check_step(rule, x, k, "the iterate")
         points.append(x)
         infos.append(info)
     return np.stack(points), infos
+
+
+def _inner(rule, k: int):
+    """(the rule that runs update k, its own step index): SwitchAfter hands over after n_first."""
+    if isinstance(rule, SwitchAfter) and k >= rule.n_first:
+        return rule.then, k - rule.n_first
+    return (rule.first, k) if isinstance(rule, SwitchAfter) else (rule, k)
+
+
+def step_context(rule, k: int) -> str:
+    """"τ = …, estimator …, step k+1" for error messages."""
+    inner, k_inner = _inner(rule, k)
+    tau = f"τ = {inner.tau(k_inner)!r}, " if hasattr(inner, "tau") else ""
+    return f"{tau}estimator {type(getattr(inner, 'estimator', inner)).__name__}, step {k + 1}"
+
+
+def check_step(rule, x, k: int, what: str) -> None:
+    """FloatingPointError naming τ(k), the estimator and the step if ``x`` is not finite."""
+    if np.all(np.isfinite(x)):
+        return
+    inner, k_inner = _inner(rule, k)
+    tau = inner.tau(k_inner) if hasattr(inner, "tau") else None
+    name = getattr(inner, "where", type(inner).__name__)
+    check_finite_result(x, f"{name}: {what}", tau=tau, estimator=getattr(inner, "estimator", inner), step=k + 1)
 
 
 def run_local_entropy(loss, x0, tau, n_steps, *, estimator=None, rng=None):

@@ -23,13 +23,13 @@ import numpy as np
 
 from ._blas import single_blas_thread
 from ._io import atomic_write_csv, atomic_write_json, config_hash
-from ._checks import check_count, check_positive, check_tau
+from ._checks import check_count, check_labelled, check_positive, check_tau
 from .data import load
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
 from .netloss import TrainingSet
 from .nets import MLP
 from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping
-from .schemes import SGD, Heat, LocalEntropy, SwitchAfter
+from .schemes import SGD, Heat, LocalEntropy, SwitchAfter, check_step, step_context
 
 ALGORITHMS = ("sgd", "is", "sgld", "hr")
 NETS = {"small": MLP.small, "hidden": MLP.hidden}
@@ -194,6 +194,9 @@ def backend_context(config, given=None):
 def _train(config, data, progress, backend, checkpoint):
     X_train, y_train, X_test, y_test = load_data(config) if data is None else data
     net = NETS[config.net]()
+    n_in, n_classes = net.sizes[0], net.sizes[-1]
+    X_test, y_test = check_labelled(X_test, y_test, n_classes, "X_test", n_features=n_in)  # before update 1
+    X_train, y_train = check_labelled(X_train, y_train, n_classes, "X_train", n_features=n_in)
     init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
     params = net.init(np.random.default_rng(init_ss))
     data_rng, noise_rng = np.random.default_rng(data_ss), np.random.default_rng(noise_ss)
@@ -230,13 +233,15 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
         if state is None:
             state = rule.init(batch, params)
         start = time.perf_counter()
-        new, state, _ = rule.step(noise_rng, state, batch, params, k)
+        try:
+            new, state, _ = rule.step(noise_rng, state, batch, params, k)
+        except FloatingPointError as err:  # e.g. a NaN importance weight: say which update
+            raise type(err)(f"{err} ({config.label}, {step_context(rule, k)})") from err
         result.seconds.append(time.perf_counter() - start)
         result.minibatch_loss.append(batch.value(params))
         result.taus.append(tau(max(k - config.sgd_first, 0)))
         params = np.asarray(new, dtype=np.float32)
-        if not np.all(np.isfinite(params)):
-            raise FloatingPointError(f"{config.label}: parameters became non-finite at update {k + 1}")
+        check_step(rule, params, k, f"{config.label} parameters (float32)")
         if (k + 1) % config.eval_every == 0 or k + 1 == config.n_updates:
             result.eval_updates.append(k + 1)
             result.test_accuracy.append(net.accuracy(params, X_test, y_test))

@@ -64,7 +64,7 @@ def check_log_weights(log_w: np.ndarray, tau: float, start: int = 0) -> None:
     bad = np.isnan(log_w) | (log_w == np.inf)
     if np.any(bad):
         j = int(np.argmax(bad))
-        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss f(x + √τ ε_j) is {-log_w[j]!r} "
+        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss f(x + √τ ε_j) is {float(-log_w[j])!r} "
                                  f"at sample j = {start + j}; every sample's loss must be finite")
     if log_w.size and not np.any(np.isfinite(log_w)):
         raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss is +inf at all {log_w.size} "

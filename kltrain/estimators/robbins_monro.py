@@ -29,6 +29,9 @@ from ..noise import counter_normals, draw_seed
 from ..schedules import RobbinsMonroSteps
 
 
+DIVERGED = 1e8  # residual growth that counts as divergence (a converging iteration shrinks it)
+
+
 class RMInfo(NamedTuple):
     residual: float   # |ĥ(x^{J−1})|: the last noisy Euler–Lagrange residual
     n_iter: int
@@ -74,10 +77,18 @@ class RobbinsMonro:
         if callable(fast):  # e.g. an MLP minibatch loss with numba kernels
             x, residual = fast(x_k, tau, self.steps(), self.n_samples, seed)
             return x, state, RMInfo(residual, self.n_iter, seed)
-        x, M, residual = np.array(x_k, dtype=np.float64), self.n_samples, 0.0
+        x, M, residual, first = np.array(x_k, dtype=np.float64), self.n_samples, 0.0, None
         for j, a in enumerate(self.steps(), start=1):
             z = x + np.sqrt(tau) * counter_normals(seed, np.arange((j - 1) * M, j * M), x.size)
             h = x - x_k + tau * loss_grads(loss, z).mean(axis=0)   # eq. (5.3)
             x = x - a * h
             residual = float(np.linalg.norm(h))
+            first = residual if first is None else first
+            self._check_stable(first, residual, j, tau)
         return x, state, RMInfo(residual, self.n_iter, seed)
+
+    def _check_stable(self, first, residual, j, tau):
+        """A residual grown by DIVERGED× means a_j·τ·L > 2: the iterates blow up (1e144 after a few steps)."""
+        if residual > DIVERGED * max(first, 1.0):
+            raise FloatingPointError(f"Robbins–Monro diverged at iteration {j} (τ = {tau!r}, c = {self.c!r}): "
+                                     f"the residual |h| grew from {first:.3g} to {residual:.3g}; reduce c or τ")
