@@ -19,7 +19,12 @@ def check_tau(tau) -> float:
 
 def check_point(x, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float64 vector of length ``dim`` (if known)."""
-    arr = np.asarray(x, dtype=np.float64)
+    if np.iscomplexobj(x) or (isinstance(x, np.ndarray) and x.dtype.kind not in "fiub"):
+        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(x).dtype}")
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a vector of real numbers, got {x!r}") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D vector, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
@@ -63,6 +68,11 @@ def check_finite_values(values: np.ndarray, what: str = "the loss") -> np.ndarra
     return values
 
 
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed: an integer >= 0 (numpy refuses negatives with a message that names nothing)."""
+    return check_count(seed, name)
+
+
 def as_generator(rng) -> np.random.Generator:
     """Accept ``None``, an int seed or a Generator; never touch numpy's global RNG."""
     if isinstance(rng, np.random.Generator):
@@ -70,7 +80,7 @@ def as_generator(rng) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
+        return np.random.default_rng(check_seed(rng, "rng"))
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {rng!r}")
 
 

@@ -42,10 +42,17 @@ class MinibatchLoss:
         return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
     def grad(self, x) -> np.ndarray:
-        return self.backend.loss_and_grad(self.batch, x)[1]
+        return self.backend.loss_and_grad(self.batch, self._params(x))[1]
 
     def loss_and_grad(self, x):
-        return self.backend.loss_and_grad(self.batch, x)
+        return self.backend.loss_and_grad(self.batch, self._params(x))
+
+    def _params(self, x):
+        """The shape check ``value`` makes (via MLP.unflatten), before the kernels index out of range."""
+        x = np.asarray(x)
+        if x.shape != (self.dim,):
+            raise ValueError(f"params must have shape ({self.dim},), got {x.shape}")
+        return x
 
     def values(self, P) -> np.ndarray:
         """The population loss over the rows of P (one network per row)."""

@@ -25,10 +25,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ._checks import (as_generator, check_count, check_finite_result, check_finite_values, check_point,
+from ._checks import (as_generator, check_count, check_finite_result, check_point,
                       check_positive)
 from .estimators import Exact, ExactProx, require_kind
-from .losses import check_loss, loss_dim
+from .losses import check_loss, loss_dim, loss_grad
 from .schedules import as_tau_schedule
 
 
@@ -87,7 +87,7 @@ class SGD:
         return None
 
     def step(self, rng, state, loss, x, k):
-        g = check_finite_values(loss.grad(x), "the loss gradient")
+        g = loss_grad(loss, x)
         return x - self.learning_rate * g, state, SGDInfo(float(np.linalg.norm(g)))
 
 

@@ -14,6 +14,7 @@ minibatch sequence (also the same for every algorithm) and the estimators' noise
 
 from __future__ import annotations
 
+import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,9 @@ import numpy as np
 
 from ._blas import single_blas_thread
 from ._io import atomic_write_csv, atomic_write_json, config_hash
-from ._checks import check_count, check_labelled, check_positive, check_tau
+from ._checks import check_count, check_labelled, check_positive, check_seed, check_tau
 from .data import load
+from .kernels import BACKENDS
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
 from .netloss import TrainingSet
 from .nets import MLP
@@ -32,6 +34,7 @@ from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, Tau
 from .schemes import SGD, Heat, LocalEntropy, SwitchAfter, check_step, step_context
 
 ALGORITHMS = ("sgd", "is", "sgld", "hr")
+DATASETS = ("mnist", "fashion-mnist")
 NETS = {"small": MLP.small, "hidden": MLP.hidden}
 
 
@@ -60,8 +63,8 @@ class TrainConfig:
     eval_every: int = 10                # held-out accuracy every this many updates
     n_test: int = 1000                  # test images scored (paper: 1000)
     dataset: str = "mnist"              # mnist | fashion-mnist
-    seed: int = 0
-    backend: str = "auto"
+    seed: int | None = 0                # None: draw one (recorded here, so the run can be repeated)
+    backend: str = "auto"               # auto | cpu | cuda | numpy
     scheduler: str | None = None        # Dask scheduler address: IS runs sharded on its workers
     workers: int = 0                    # > 0: start a local Dask cluster of this many workers instead
 
@@ -70,6 +73,13 @@ class TrainConfig:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.net not in NETS:
             raise ValueError(f"net must be one of {tuple(NETS)}, got {self.net!r}")
+        if self.backend not in BACKENDS:  # refused now, not at the first update
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.seed is None:
+            object.__setattr__(self, "seed", secrets.randbits(32))
+        check_seed(self.seed)
         for name in ("n_updates", "sgd_first", "workers"):
             check_count(getattr(self, name), name)
         for name in ("batch_size", "samples", "hr_iterations", "hr_samples", "eval_every", "n_test"):

@@ -28,6 +28,7 @@ from .._checks import check_count
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
+MAX_SAMPLES = 2 ** 32 - 2  # sample indices wrap at 2³²; 2³² − 1 and − 2 are kltrain.projected's extra draws
 CHUNK = 4096  # samples evaluated per batch in the generic path (bounds memory at CHUNK × d)
 
 
@@ -130,6 +131,9 @@ class ImportanceSampling:
 
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 1)
+        if self.n_samples >= MAX_SAMPLES:  # the counter generator's sample index is 32 bits
+            raise ValueError(f"n_samples must be < {MAX_SAMPLES} (2**32 − 2: noise sample indices are 32-bit, "
+                             f"the top two reserved), got {self.n_samples}")
 
     def partial(self, loss, x, tau, seed: int, start: int = 0, stop: int | None = None):
         """The ISPartial of samples [start, stop) and their log weights (or None)."""

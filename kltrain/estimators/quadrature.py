@@ -24,6 +24,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from .._logspace import logsumexp
 
+from .._checks import check_positive
 from ..losses import loss_values
 from .base import ExactInfo
 
@@ -118,7 +119,7 @@ class GridQuadrature:
         scale = np.sqrt(tau)
         ell = getattr(loss, "length_scale", None)
         if ell is not None:
-            scale = min(scale, float(ell))
+            scale = min(scale, check_positive(ell, f"{type(loss).__name__}.length_scale"))
         return scale / self.points_per_scale
 
     def grid(self, loss, center: np.ndarray, tau: float, half_width: float | None = None) -> Grid:

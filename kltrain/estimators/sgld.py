@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .._checks import check_count, check_positive
-from .._checks import check_finite_values
+from ..losses import loss_grad
 from ..noise import counter_normals, draw_seed
 from ..schedules import HarmonicTemperatures, temperatures_array
 
@@ -105,7 +105,7 @@ class SGLD:
             if (j - 1) % block == 0:
                 rows = counter_normals(seed, np.arange(j, min(j + block, self.n_steps)), chain.size)
             batch = loss.resample(rng) if self.fresh_minibatch else loss
-            g = check_finite_values(batch.grad(chain), "the loss gradient")
+            g = loss_grad(batch, chain)
             noise = self.noise_scale * np.sqrt(eps[j - 1]) * rows[(j - 1) % block]
             chain = chain - 0.5 * eps[j - 1] * (g - (x - chain) / tau) + noise
             total += eps[j] * chain
