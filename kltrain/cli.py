@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
     rep.add_argument("experiment", choices=NAMES)
-    rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 100 samples, 1 seed")
+    rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 1/30 of the samples, 1 seed, in OUT/NAME-quick")
     rep.add_argument("--seeds", type=at_least(1), default=None, help="seeds per configuration (default: 5 for tables)")
     rep.add_argument("--out", default="kltrain-results")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])

@@ -11,7 +11,7 @@ M = J = 30, c = 0.1, α = 0.7. Choices the paper leaves open are stated where
 they are made (Fig 6.2's switch point, Fig 6.4's τ grid). Beside the paper's
 SGLD (Langevin noise N(0, ε_j) as printed) we run "SGLD, s=0.01": the same with
 Entropy-SGD's thermal noise N(0, 10⁻⁴ ε_j), which the paper's curves match (see
-the report). ``quick=True`` shrinks every run for CI (40 updates, a tenth of the
+the report). ``quick=True`` shrinks every run for CI (40 updates, 1/30 of the
 samples) and writes under ``out/name-quick/``, never over a full run.
 
 Runs resume: each run file stores its config hash; a rerun skips a run whose file
@@ -133,7 +133,7 @@ EXPERIMENTS = {
 NAMES = tuple(EXPERIMENTS) + ("table-6.2",)
 
 
-QUICK_SAMPLES = 10  # quick runs draw 1/10 of the samples (HR: M and J each 1/√10), so S=100 ≠ S=1000
+QUICK_SAMPLES = 30  # quick runs draw 1/30 of the samples (HR: M and J each 1/√30), so S=100 ≠ S=1000
 
 
 def quick_config(cfg: TrainConfig) -> TrainConfig:

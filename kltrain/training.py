@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ._blas import single_blas_thread
-from ._io import atomic_write_csv, atomic_write_json, config_hash
 from ._checks import check_count, check_labelled, check_positive, check_seed, check_tau
+from ._io import atomic_write_csv, atomic_write_json, config_hash
 from .data import load
-from .kernels import BACKENDS
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
+from .kernels import BACKENDS
 from .netloss import TrainingSet
 from .nets import MLP
 from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping

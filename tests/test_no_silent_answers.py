@@ -122,6 +122,6 @@ def test_quick_fig_6_3_runs_what_its_labels_say():
     for algo in ("IS", "SGLD", "HR"):
         drawn = [(c.samples, c.hr_iterations, c.hr_samples) for label, c in runs.items() if label.startswith(algo)]
         assert len(set(drawn)) == 3                                    # S = 10, 100, 1000 stay three runs
-    assert ran_label("IS, S=1000", runs["IS, S=1000"], quick=True) == "IS, S=1000 [quick: 100 samples]"
-    assert ran_label("HR, S=1000", runs["HR, S=1000"], quick=True) == "HR, S=1000 [quick: M=J=10]"
+    assert ran_label("IS, S=1000", runs["IS, S=1000"], quick=True) == "IS, S=1000 [quick: 33 samples]"
+    assert ran_label("HR, S=1000", runs["HR, S=1000"], quick=True) == "HR, S=1000 [quick: M=J=6]"
     assert ImportanceSampling(5).n_samples == 5
