@@ -29,13 +29,16 @@ def test_one_nan_log_weight_raises_and_names_the_loss():
     check_log_weights(log_w[[0, 1, 3]], 0.01)                     # negative control: finite weights pass
 
 
-def test_cpu_kernel_with_nan_parameters_raises_instead_of_dropping_samples():
+@pytest.mark.parametrize("backend", ["cpu", "numpy", "cuda"])   # cuda: the simulator (tests/conftest.py)
+def test_kernels_with_nan_parameters_raise_instead_of_dropping_samples(backend):
     net = MLP((4, 3, 2))
     X, y = np.random.default_rng(0).random((5, 4)), np.array([0, 1, 0, 1, 1])
     p = net.init(0)
     p[-1] = np.nan                                                  # one bias: every sample's loss is NaN
     with pytest.raises(FloatingPointError, match="loss"):
-        get_backend("cpu").importance_partial(Minibatch.build(net, X, y), p, 0.01, 1, 0, 100, False)
+        get_backend(backend).importance_partial(Minibatch.build(net, X, y), p, 0.01, 1, 0, 8, False)
+    with pytest.raises(ValueError, match="at least one sample"):   # an empty range (bench --samples 0)
+        get_backend(backend).importance_partial(Minibatch.build(net, X, y), net.init(0), 0.01, 1, 0, 0, False)
 
 
 @pytest.mark.parametrize("tau", [1e-33, 1e-40, 1e-300])

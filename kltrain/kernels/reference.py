@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._logspace import logsumexp
-from ..estimators.importance import ISPartial, combine, partial_from_log_weights, proposal_noise
+from ..estimators.importance import (ISPartial, check_log_weights, check_sample_range, combine,
+                                     partial_from_log_weights, proposal_noise)
 from ..noise import counter_normals
 
 CHUNK = 32  # samples per materialised block (32 × 159,010 float64 = 41 MB)
@@ -32,11 +33,13 @@ def population_losses(mb, params, tau, seed, samples):
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
     """(ISPartial, log weights) of samples [start, stop) of Algorithm 4."""
+    check_sample_range(start, stop)
     params = np.asarray(params, dtype=np.float64)
     parts, log_ws = [], []
     for lo in range(start, stop, CHUNK):
         eps = proposal_noise(seed, lo, min(lo + CHUNK, stop), params.size, antithetic)
         log_w = -np.array([mb.net.loss(params + np.sqrt(tau) * e, mb.X, mb.y) for e in eps])
+        check_log_weights(log_w, tau, lo)
         parts.append(partial_from_log_weights(log_w, eps))
         log_ws.append(log_w)
     return combine(parts), np.concatenate(log_ws)
