@@ -82,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="seconds per update vs the paper's Table 6.2 and a NumPy baseline")
-    bench.add_argument("--nets", default="small,hidden", type=comma_nets, help="comma-separated: small (784-10), hidden (784-200-10)")
+    bench.add_argument("--nets", default="small,hidden", type=comma_nets,
+                       help="comma-separated: small (784-10), hidden (784-200-10)")
     bench.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     bench.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per case (best is reported)")
     bench.add_argument("--samples", type=at_least(1), default=1000, help="IS and SGLD samples per update (paper: 1000)")
-    bench.add_argument("--m", type=at_least(1), default=30, help="HR: M draws per iteration and J iterations (paper: 30)")
+    bench.add_argument("--m", type=at_least(1), default=30,
+                       help="HR: M draws per iteration and J iterations (paper: 30)")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy baseline")
     bench.add_argument("--json", metavar="PATH", help="write the records as JSON")
     bench.set_defaults(func=_bench)
@@ -102,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=positive_float, default=0.01, help="SGD learning rate")
     train.add_argument("--samples", type=at_least(1), default=1000, help="IS samples / SGLD chain length")
     train.add_argument("--sgld-offset", type=nonnegative_float, default=1000.0, help="ε_j = 1/(offset + j)")
-    train.add_argument("--sgld-noise-scale", type=positive_float, default=1.0, help="Langevin noise scale (Entropy-SGD: 0.01)")
+    train.add_argument("--sgld-noise-scale", type=positive_float, default=1.0,
+                       help="Langevin noise scale (Entropy-SGD: 0.01)")
     train.add_argument("--hr-iterations", type=at_least(1), default=30)
     train.add_argument("--hr-samples", type=at_least(1), default=30)
     train.add_argument("--sgd-first", type=at_least(0), default=0, help="SGD updates before switching (§6.3)")
@@ -119,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
     rep.add_argument("experiment", choices=NAMES)
-    rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 1/30 of the samples, 1 seed, in OUT/NAME-quick")
+    rep.add_argument("--quick", action="store_true",
+                     help="tiny runs (CI): 40 updates, 1/30 of the samples, 1 seed, in OUT/NAME-quick")
     rep.add_argument("--seeds", type=at_least(1), default=None, help="seeds per configuration (default: 5 for tables)")
     rep.add_argument("--out", default="kltrain-results")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
@@ -130,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dist = sub.add_parser("bench-distributed", help="IS update throughput on 1 and 2 local Dask workers")
     dist.add_argument("--samples", default="10000,100000", type=comma_counts, help="comma-separated J values")
-    dist.add_argument("--workers", default="1,2", type=comma_counts, help="comma-separated worker counts (one thread each)")
+    dist.add_argument("--workers", default="1,2", type=comma_counts,
+                      help="comma-separated worker counts (one thread each)")
     dist.add_argument("--repeat", type=at_least(1), default=2)
     dist.add_argument("--json", metavar="PATH")
     dist.set_defaults(func=_bench_distributed)

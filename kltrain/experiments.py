@@ -209,8 +209,9 @@ def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer,
                 key = (cfg.dataset, cfg.n_test)
                 if key not in data_cache:  # loaded lazily: a fully resumed experiment loads nothing
                     data_cache[key] = load_data(cfg)
-                res = train(run_cfg, data=data_cache[key], progress=progress, backend=None if isinstance(chosen, str) else chosen,
-                            checkpoint=lambda r, path=path: r.to_json(path))
+                res = train(run_cfg, data=data_cache[key], progress=progress,
+                            backend=None if isinstance(chosen, str) else chosen,
+                            checkpoint=lambda r, path=path: r.to_json(path))   # kept at every evaluation
             runs[label].append(res)
         printer(f"  {label:<28} final accuracy {np.mean([r.test_accuracy[-1] for r in runs[label]]):.3f} "
                 f"(median {np.median(np.concatenate([r.seconds for r in runs[label]])):.4f} s/update)")

@@ -68,8 +68,8 @@ def test_schemes(loss, x0, tau, steps, n, seed, heat):
     if heat:
         call = lambda: kltrain.minimize_heat(loss, x0, tau, steps, estimator=RobbinsMonro(n, 3), rng=seed)  # noqa: E731
     else:
-        call = lambda: kltrain.minimize_local_entropy(loss, x0, tau, steps, estimator=ImportanceSampling(n),  # noqa: E731
-                                                       rng=seed)
+        call = lambda: kltrain.minimize_local_entropy(  # noqa: E731
+            loss, x0, tau, steps, estimator=ImportanceSampling(n), rng=seed)
     shape = (steps + 1, 2) if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
     _check(call, shape)
 
