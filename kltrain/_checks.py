@@ -19,7 +19,12 @@ def check_tau(tau) -> float:
 
 def check_point(x, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float64 vector of length ``dim`` (if known)."""
-    arr = np.asarray(x, dtype=np.float64)
+    if np.iscomplexobj(x) or (isinstance(x, np.ndarray) and x.dtype.kind not in "fiub"):
+        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(x).dtype}")
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a vector of real numbers, got {x!r}") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D vector, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
@@ -48,14 +53,24 @@ def check_positive(value, name: str) -> float:
     return value
 
 
+class NonFiniteLoss(FloatingPointError, ValueError):
+    """A loss evaluation gave NaN or ±inf: a bad loss (ValueError) or a run that left its range
+    (FloatingPointError, e.g. a diverging chain); ``except`` either one catches it."""
+
+
 def check_finite_values(values: np.ndarray, what: str = "the loss") -> np.ndarray:
-    """Raise if a loss evaluation returned NaN or ±inf (names the first bad value)."""
+    """Raise NonFiniteLoss if a loss evaluation returned NaN or ±inf (names the first bad value)."""
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values)
     if np.any(bad):
-        first = values[bad].flat[0]
-        raise ValueError(f"{what} returned a non-finite value ({first!r}); losses must be finite")
+        first = float(values[bad].flat[0])
+        raise NonFiniteLoss(f"{what} returned a non-finite value ({first!r}); losses must be finite")
     return values
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed: an integer >= 0 (numpy refuses negatives with a message that names nothing)."""
+    return check_count(seed, name)
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -65,5 +80,50 @@ def as_generator(rng) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
+        return np.random.default_rng(check_seed(rng, "rng"))
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+
+
+def check_finite_result(value, what: str, *, tau=None, estimator=None, step=None):
+    """FloatingPointError unless every entry of ``value`` is finite; names τ, the estimator, the step.
+
+    Overflow in an estimator (x = 1e300, a diverging chain, τ = 1e30) otherwise comes back
+    as NaN or inf with only a RuntimeWarning, and poisons whatever uses it next.
+    """
+    arr = np.asarray(value, dtype=np.float64)
+    if np.all(np.isfinite(arr)):
+        return value
+    where = [f"τ = {tau!r}"] if tau is not None else []
+    where.append(f"estimator {'Exact' if estimator is None else type(estimator).__name__}")
+    if step is not None:
+        where.append(f"step {step}")
+    first = float(arr[~np.isfinite(arr)].flat[0])
+    raise FloatingPointError(f"{what} is not finite ({first!r}) at {', '.join(where)}")
+
+
+def check_labelled(X, y, n_classes: int, name: str = "X", n_features: int | None = None):
+    """(X float32 (n, features), y int64 (n,)) checked up front: non-empty, finite, integer labels in range.
+
+    Bad data otherwise surfaces updates later, as a crash, a LinAlgError or a NaN accuracy.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    label = "y" + name[1:]
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty (n, features) array, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features per row, but the net takes {n_features}")
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be real numbers, got dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name} must be finite; {name}[{bad[0]}, {bad[1]}] = {X[tuple(bad)]!r}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{label} must be a vector of {X.shape[0]} labels (one per row of {name}), "
+                         f"got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{label} must hold integer class labels, got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= n_classes:
+        bad = y[(y < 0) | (y >= n_classes)][0]
+        raise ValueError(f"{label}: class labels must be in 0..{n_classes - 1} ({n_classes} classes), got {bad}")
+    return X, np.ascontiguousarray(y, dtype=np.int64)

@@ -14,7 +14,6 @@ absolute times across runs: the machines are shared and noisy.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write_json
 from .data import load_mnist
 from .kernels import get_backend, resolve
 from .kernels import reference as ref
@@ -133,8 +133,7 @@ def format_row(r: BenchRecord) -> str:
 def write_json(records, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([dict(asdict(r), speedup=r.speedup) for r in records], indent=1))
-    return path
+    return atomic_write_json(path, [dict(asdict(r), speedup=r.speedup) for r in records], indent=1)
 
 
 def markdown_table(records) -> str:

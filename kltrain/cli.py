@@ -6,11 +6,17 @@ import argparse
 import sys
 from typing import Callable
 
+from ._cliargs import (add_debug, at_least, comma_counts, comma_nets, nonnegative_float, positive_float,
+                       report_error)
+
 
 def _bench(args) -> int:
+    from ._io import prepare_file
     from .bench import HEADER, run_bench
+    if args.json:
+        prepare_file(args.json)  # a bad path is found before the timings, not after
     print(HEADER)
-    run_bench(nets=args.nets.split(","), backend=args.backend, repeat=args.repeat, samples=args.samples,
+    run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
               m=args.m, reference=not args.no_reference, json_path=args.json)
     if args.json:
         print(f"wrote {args.json}")
@@ -18,9 +24,9 @@ def _bench(args) -> int:
 
 
 def _train(args) -> int:
-    from pathlib import Path
-
+    from ._io import prepare_dir
     from .training import TrainConfig, train
+    out = prepare_dir(args.out)  # created and probed before any work
     make_config: Callable[..., TrainConfig] = TrainConfig
     if args.covariance != "fixed":  # a learned diagonal or isotropic covariance (kltrain.gaussian)
         from functools import partial
@@ -34,31 +40,48 @@ def _train(args) -> int:
                       projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
                       dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
                       workers=args.workers)
-    result = train(cfg, progress=not args.no_progress)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{cfg.algorithm}-{cfg.net}-seed{cfg.seed}"
-    result.to_json(out / f"{stem}.json")
-    result.to_csv(out / f"{stem}.csv")
+    # The config hash in the name: another --tau into the same --out never overwrites this run.
+    stem = out / f"{cfg.algorithm}-{cfg.net}-seed{cfg.seed}-{_hash(cfg)}"
+
+    def save(result):  # after every evaluation, and on interrupt or divergence
+        result.to_json(stem.with_suffix(".json"))
+        result.to_csv(stem.with_suffix(".csv"))
+
+    try:
+        result = train(cfg, progress=not args.no_progress, checkpoint=save)
+    except (KeyboardInterrupt, FloatingPointError):
+        print(f"kept the evaluations so far in {stem}.json/.csv", file=sys.stderr)
+        raise
     for u, a in zip(result.eval_updates, result.test_accuracy):
         print(f"update {u:>5}  held-out accuracy {a:.4f}")
-    print(f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; wrote {out / stem}.json/.csv")
+    median = f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; " if result.seconds else ""
+    print(f"{median}wrote {stem}.json/.csv")
     return 0
 
 
+def _hash(cfg) -> str:
+    from dataclasses import asdict
+
+    from ._io import config_hash
+    return config_hash(asdict(cfg))
+
+
 def _reproduce(args) -> int:
+    from ._io import prepare_dir, prepare_file
     from .bench import HEADER, run_bench
-    from .experiments import run_experiment
+    from .experiments import experiment_folder, run_experiment
+    folder = prepare_dir(experiment_folder(args.out, args.experiment, args.quick))
     if args.experiment == "table-6.2":
+        out = prepare_file(folder / "bench.json")
         print(HEADER)
-        out = f"{args.out}/table-6.2/bench.json"
         run_bench(nets=("hidden",), backend=args.backend, repeat=1 if args.quick else 3,
                   samples=100 if args.quick else 1000, m=5 if args.quick else 30, json_path=out)
         print(f"wrote {out}")
         return 0
     run_experiment(args.experiment, seeds=args.seeds, quick=args.quick, out=args.out, backend=args.backend,
-                   progress=not args.no_progress, scheduler=args.scheduler, workers=args.workers)
-    print(f"wrote {args.out}/{args.experiment}/")
+                   progress=not args.no_progress, scheduler=args.scheduler, workers=args.workers,
+                   overwrite=args.overwrite)
+    print(f"wrote {folder}/")
     return 0
 
 
@@ -66,11 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="seconds per update vs the paper's Table 6.2 and a NumPy baseline")
-    bench.add_argument("--nets", default="small,hidden", help="comma-separated: small (784-10), hidden (784-200-10)")
+    bench.add_argument("--nets", default="small,hidden", type=comma_nets,
+                       help="comma-separated: small (784-10), hidden (784-200-10)")
     bench.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
-    bench.add_argument("--repeat", type=int, default=3, help="timed runs per case (best is reported)")
-    bench.add_argument("--samples", type=int, default=1000, help="IS and SGLD samples per update (paper: 1000)")
-    bench.add_argument("--m", type=int, default=30, help="HR: M draws per iteration and J iterations (paper: 30)")
+    bench.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per case (best is reported)")
+    bench.add_argument("--samples", type=at_least(1), default=1000, help="IS and SGLD samples per update (paper: 1000)")
+    bench.add_argument("--m", type=at_least(1), default=30,
+                       help="HR: M draws per iteration and J iterations (paper: 30)")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy baseline")
     bench.add_argument("--json", metavar="PATH", help="write the records as JSON")
     bench.set_defaults(func=_bench)
@@ -79,23 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an MLP on MNIST with SGD, IS, SGLD or HR (paper §6)")
     train.add_argument("--algo", required=True, choices=["sgd", "is", "sgld", "hr"])
     train.add_argument("--net", default="hidden", choices=["small", "hidden"])
-    train.add_argument("--updates", type=int, default=500)
-    train.add_argument("--tau", type=float, default=0.01, help="τ (the start τ₀ with --tau-scoping)")
-    train.add_argument("--tau-scoping", type=float, default=None, metavar="TAU1", help="τ(k) = τ₀/(1+τ₁)^k")
+    train.add_argument("--updates", type=at_least(0), default=500)
+    train.add_argument("--tau", type=positive_float, default=0.01, help="τ (the start τ₀ with --tau-scoping)")
+    train.add_argument("--tau-scoping", type=positive_float, default=None, metavar="TAU1", help="τ(k) = τ₀/(1+τ₁)^k")
     train.add_argument("--reverse-scoping", action="store_true", help="τ(k) = τ₀(1+τ₁)^k instead")
-    train.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
-    train.add_argument("--samples", type=int, default=1000, help="IS samples / SGLD chain length")
-    train.add_argument("--sgld-offset", type=float, default=1000.0, help="ε_j = 1/(offset + j)")
-    train.add_argument("--sgld-noise-scale", type=float, default=1.0, help="Langevin noise scale (Entropy-SGD: 0.01)")
-    train.add_argument("--hr-iterations", type=int, default=30)
-    train.add_argument("--hr-samples", type=int, default=30)
-    train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"], help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian_sampling)")
-    train.add_argument("--sgd-first", type=int, default=0, help="SGD updates before switching (§6.3)")
+    train.add_argument("--lr", type=positive_float, default=0.01, help="SGD learning rate")
+    train.add_argument("--samples", type=at_least(1), default=1000, help="IS samples / SGLD chain length")
+    train.add_argument("--sgld-offset", type=nonnegative_float, default=1000.0, help="ε_j = 1/(offset + j)")
+    train.add_argument("--sgld-noise-scale", type=positive_float, default=1.0,
+                       help="Langevin noise scale (Entropy-SGD: 0.01)")
+    train.add_argument("--hr-iterations", type=at_least(1), default=30)
+    train.add_argument("--hr-samples", type=at_least(1), default=30)
+    train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"],
+                       help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian_sampling)")
+    train.add_argument("--sgd-first", type=at_least(0), default=0, help="SGD updates before switching (§6.3)")
     train.add_argument("--per-sample", action="store_true", help="full per-sample noise instead of reduced updates")
     train.add_argument("--antithetic", action="store_true")
-    train.add_argument("--eval-every", type=int, default=10)
+    train.add_argument("--eval-every", type=at_least(1), default=10)
     train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=at_least(0), default=0)
     train.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     train.add_argument("--out", default="kltrain-results/train")
     train.add_argument("--no-progress", action="store_true")
@@ -104,47 +131,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
     rep.add_argument("experiment", choices=NAMES)
-    rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 100 samples, 1 seed")
-    rep.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default: 5 for tables)")
+    rep.add_argument("--quick", action="store_true",
+                     help="tiny runs (CI): 40 updates, 1/30 of the samples, 1 seed, in OUT/NAME-quick")
+    rep.add_argument("--seeds", type=at_least(1), default=None, help="seeds per configuration (default: 5 for tables)")
     rep.add_argument("--out", default="kltrain-results")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     rep.add_argument("--no-progress", action="store_true")
+    rep.add_argument("--overwrite", action="store_true", help="replace run files that hold a different config")
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
 
     dist = sub.add_parser("bench-distributed", help="IS update throughput on 1 and 2 local Dask workers")
-    dist.add_argument("--samples", default="10000,100000", help="comma-separated J values")
-    dist.add_argument("--workers", default="1,2", help="comma-separated worker counts (one thread each)")
-    dist.add_argument("--repeat", type=int, default=2)
+    dist.add_argument("--samples", default="10000,100000", type=comma_counts, help="comma-separated J values")
+    dist.add_argument("--workers", default="1,2", type=comma_counts,
+                      help="comma-separated worker counts (one thread each)")
+    dist.add_argument("--repeat", type=at_least(1), default=2)
     dist.add_argument("--json", metavar="PATH")
     dist.set_defaults(func=_bench_distributed)
+    add_debug(parser, (bench, train, rep, dist))
     return parser
 
 
 def _dask_arguments(parser):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://host:8786): shard IS over it")
-    group.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers for IS")
+    group.add_argument("--workers", type=at_least(0), default=0, help="start a local Dask cluster of N workers for IS")
 
 
 def _bench_distributed(args) -> int:
-    import json
-    from pathlib import Path
-
+    from ._io import atomic_write_json, prepare_file
     from .distributed import connect, scaling_benchmark
-    records = scaling_benchmark(lambda n: connect(workers=n, threads_per_worker=1),
-                                worker_counts=[int(w) for w in args.workers.split(",")],
-                                samples=[int(s) for s in args.samples.split(",")], repeat=args.repeat)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(records, indent=1))
+        prepare_file(args.json)
+    records = scaling_benchmark(lambda n: connect(workers=n, threads_per_worker=1),
+                                worker_counts=args.workers, samples=args.samples, repeat=args.repeat)
+    if args.json:
+        atomic_write_json(args.json, records, indent=1)
         print(f"wrote {args.json}")
     return 0
 
 
 def main(argv=None) -> int:
+    """Run the command; a user error is one ``kltrain: error: …`` line and exit 2 (``--debug``: traceback)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BaseException as err:  # noqa: B036 (report_error re-raises what it does not handle)
+        return report_error(err, debug=args.debug)
 
 
 if __name__ == "__main__":

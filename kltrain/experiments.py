@@ -11,19 +11,24 @@ M = J = 30, c = 0.1, α = 0.7. Choices the paper leaves open are stated where
 they are made (Fig 6.2's switch point, Fig 6.4's τ grid). Beside the paper's
 SGLD (Langevin noise N(0, ε_j) as printed) we run "SGLD, s=0.01": the same with
 Entropy-SGD's thermal noise N(0, 10⁻⁴ ε_j), which the paper's curves match (see
-the report). ``quick=True`` shrinks every run (40 updates, 100 samples) for CI.
+the report). ``quick=True`` shrinks every run for CI (40 updates, 1/30 of the
+samples) and writes under ``out/name-quick/``, never over a full run.
+
+Runs resume: each run file stores its config hash; a rerun skips a run whose file
+holds the same config and status "done", and refuses (unless ``overwrite``) to
+replace one that holds a different config.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .training import TrainConfig, load_data, train
+from ._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
+from .training import TrainConfig, TrainResult, load_data, train
 
 CHECKPOINTS = (100, 200, 300, 400, 500)
 PAPER_TABLE_6_1 = {"SGD": (0.75, 0.80, 0.85, 0.87, 0.87), "IS": (0.27, 0.45, 0.54, 0.57, 0.65),
@@ -128,18 +133,41 @@ EXPERIMENTS = {
 NAMES = tuple(EXPERIMENTS) + ("table-6.2",)
 
 
+QUICK_SAMPLES = 30  # quick runs draw 1/30 of the samples (HR: M and J each 1/√30), so S=100 ≠ S=1000
+
+
 def quick_config(cfg: TrainConfig) -> TrainConfig:
-    """A tiny version of a run for CI: 40 updates (after ≤ 20 SGD ones), ≤ 100 samples, 300 test images."""
+    """A tiny version of a run for CI: 40 updates (after ≤ 20 SGD ones), 300 test images, and every
+    sample count scaled by the same factor, so runs that differ in S still differ (and in the same ratio)."""
     sgd_first = min(cfg.sgd_first, 20)
-    return replace(cfg, n_updates=40 + sgd_first, sgd_first=sgd_first, samples=min(cfg.samples, 100),
-                   hr_iterations=min(cfg.hr_iterations, 5), hr_samples=min(cfg.hr_samples, 5), eval_every=8,
-                   n_test=300)
+    shrink = lambda m: max(1, round(m / np.sqrt(QUICK_SAMPLES)))  # noqa: E731 (M·J shrinks by QUICK_SAMPLES)
+    return replace(cfg, n_updates=40 + sgd_first, sgd_first=sgd_first,
+                   samples=max(1, cfg.samples // QUICK_SAMPLES), hr_iterations=shrink(cfg.hr_iterations),
+                   hr_samples=shrink(cfg.hr_samples), eval_every=8, n_test=300)
+
+
+def ran_label(label: str, cfg: TrainConfig, quick: bool) -> str:
+    """The label with what a quick run actually drew, so a plot never claims S=1000 for 100 samples."""
+    if not quick or cfg.algorithm == "sgd":
+        return label
+    what = f"M=J={cfg.hr_samples}" if cfg.hr_samples == cfg.hr_iterations else \
+        f"M={cfg.hr_samples}, J={cfg.hr_iterations}"
+    return f"{label} [quick: {what if cfg.algorithm == 'hr' else f'{cfg.samples} samples'}]"
+
+
+def experiment_folder(out, name: str, quick: bool) -> Path:
+    """Where an experiment writes: quick runs get their own folder."""
+    return Path(out) / (f"{name}-quick" if quick else name)
 
 
 @dataclass
 class ExperimentResult:
     experiment: Experiment
     runs: dict  # label -> [TrainResult per seed]
+    quick: bool = False
+
+    def ran(self, label) -> str:
+        return ran_label(label, self.runs[label][0].config, self.quick)
 
     def curve(self, label):
         """(updates, mean accuracy, std accuracy) over seeds."""
@@ -149,40 +177,64 @@ class ExperimentResult:
 
 
 def run_experiment(name, seeds=None, quick=False, out="kltrain-results", backend="auto", progress=True,
-                   printer=print, scheduler=None, workers=0) -> ExperimentResult:
+                   printer=print, scheduler=None, workers=0, overwrite=False) -> ExperimentResult:
     """Train every configuration of ``name`` over ``seeds`` seeds; write results, figure and table.
 
     ``scheduler`` (a Dask address) or ``workers`` (> 0: a local cluster) shard importance
-    sampling over Dask workers, one client for the whole experiment.
+    sampling over Dask workers, one client for the whole experiment. A run whose file already
+    holds the same config (and status "done") is read back, not rerun; one holding a different
+    config is a ValueError unless ``overwrite``.
     """
     from .training import backend_context
     with backend_context(TrainConfig("sgd", backend=backend, scheduler=scheduler, workers=workers)) as chosen:
-        return _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer)
+        return _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer, overwrite)
 
 
-def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer):
+def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer, overwrite):
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {NAMES}")
     exp = EXPERIMENTS[name]
     n_seeds = (1 if quick else exp.default_seeds) if seeds is None else seeds
-    folder = Path(out) / name
+    folder = experiment_folder(out, name, quick)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     data_cache, runs = {}, {}
     for label, cfg in exp.configs.items():
         cfg = replace(quick_config(cfg) if quick else cfg, backend=backend)
-        key = (cfg.dataset, cfg.n_test)
-        data = data_cache.setdefault(key, load_data(cfg))
         runs[label] = []
         for seed in range(n_seeds):
-            res = train(replace(cfg, seed=seed), data=data, progress=progress,
-                        backend=None if isinstance(chosen, str) else chosen)
-            res.to_json(folder / "runs" / f"{_slug(label)}-seed{seed}.json")
+            path = folder / "runs" / f"{_slug(label)}-seed{seed}.json"
+            run_cfg = replace(cfg, seed=seed)
+            res = finished_run(path, run_cfg, overwrite)
+            if res is None:
+                key = (cfg.dataset, cfg.n_test)
+                if key not in data_cache:  # loaded lazily: a fully resumed experiment loads nothing
+                    data_cache[key] = load_data(cfg)
+                res = train(run_cfg, data=data_cache[key], progress=progress,
+                            backend=None if isinstance(chosen, str) else chosen,
+                            checkpoint=lambda r, path=path: r.to_json(path))   # kept at every evaluation
             runs[label].append(res)
         printer(f"  {label:<28} final accuracy {np.mean([r.test_accuracy[-1] for r in runs[label]]):.3f} "
                 f"(median {np.median(np.concatenate([r.seconds for r in runs[label]])):.4f} s/update)")
-    result = ExperimentResult(exp, runs)
+    result = ExperimentResult(exp, runs, quick)
     write_outputs(result, folder)
     return result
+
+
+def finished_run(path: Path, cfg: TrainConfig, overwrite: bool) -> TrainResult | None:
+    """The stored result of ``cfg`` at ``path`` if it finished; ValueError if the file holds another config."""
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable: a leftover of a crash before atomic writes; rerun
+        return None
+    wanted = TrainResult(cfg).config_hash
+    if stored.get("config_hash") != wanted:
+        if overwrite:
+            return None
+        raise ValueError(f"{path} holds a run of a different config (hash {stored.get('config_hash')}, "
+                         f"this one {wanted}); pass --overwrite (overwrite=True) or another --out")
+    return TrainResult.from_dict(stored) if stored.get("status") == "done" else None
 
 
 def _slug(label: str) -> str:
@@ -190,20 +242,18 @@ def _slug(label: str) -> str:
 
 
 def write_outputs(result: ExperimentResult, folder: Path) -> None:
-    with (folder / "results.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["label", "seed", "update", "test_accuracy"])
-        for label, res in result.runs.items():
-            for r in res:
-                writer.writerows((label, r.config.seed, u, a) for u, a in zip(r.eval_updates, r.test_accuracy))
+    atomic_write_csv(folder / "results.csv", ["label", "seed", "update", "test_accuracy"],
+                     [(label, r.config.seed, u, a) for label, res in result.runs.items() for r in res
+                      for u, a in zip(r.eval_updates, r.test_accuracy)])
     summary = {label: {"updates": result.curve(label)[0].tolist(), "mean": result.curve(label)[1].tolist(),
                        "std": result.curve(label)[2].tolist(), "seeds": len(res),
-                       "median_seconds_per_update": float(np.median(np.concatenate([r.seconds for r in res])))}
+                       "median_seconds_per_update": float(np.median(np.concatenate([r.seconds for r in res]))),
+                       "ran": result.ran(label)}
                for label, res in result.runs.items()}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(folder / "summary.json", summary, indent=1)
     plot_experiment(result, folder / f"{result.experiment.name}.png")
     if result.experiment.name in ("table-6.1", "fig-6.1"):
-        (folder / "table.md").write_text(table_6_1(result))
+        atomic_write_text(folder / "table.md", table_6_1(result))
 
 
 def table_6_1(result: ExperimentResult) -> str:
@@ -243,7 +293,7 @@ def plot_experiment(result: ExperimentResult, path: Path) -> Path:
     for ax, (title, labels) in zip(axes.ravel(), panels):
         for label in labels:
             updates, mean, std = result.curve(label)
-            ax.plot(updates, mean, label=f"{label} (n={len(result.runs[label])})")
+            ax.plot(updates, mean, label=f"{result.ran(label)} (n={len(result.runs[label])})")
             ax.fill_between(updates, mean - std, mean + std, alpha=0.2)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("parameter updates")
@@ -253,5 +303,8 @@ def plot_experiment(result: ExperimentResult, path: Path) -> Path:
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -30,7 +30,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._checks import check_finite_values
+from ._checks import check_count, check_finite_values, check_positive
 
 
 @runtime_checkable
@@ -83,9 +83,32 @@ def check_loss(loss: object) -> None:
 
 
 def loss_dim(loss: object) -> int | None:
-    """The loss's dimension d when it declares one."""
+    """The loss's dimension d when it declares one (an integer >= 1: ``dim = 2.7`` is a TypeError)."""
     dim = getattr(loss, "dim", None)
-    return None if dim is None else int(dim)
+    return None if dim is None else check_count(dim, f"{type(loss).__name__}.dim", 1)
+
+
+def _shaped(out, method: str, loss, shape: tuple) -> np.ndarray:
+    """``out`` as float64 of exactly ``shape``; ValueError naming the method and both shapes.
+
+    No broadcasting: a scalar gradient or a (n, 1) column would otherwise pass silently.
+    """
+    arr = np.asarray(out)
+    if np.iscomplexobj(arr) or arr.dtype.kind not in "fiub":
+        raise TypeError(f"{type(loss).__name__}.{method} must return real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{type(loss).__name__}.{method} returned shape {arr.shape}, expected {shape}")
+    return arr.astype(np.float64, copy=False)
+
+
+def loss_value(loss, x: np.ndarray) -> float:
+    """f(x) as a float; a value that is not a scalar is a ValueError naming the shapes."""
+    return float(_shaped(loss.value(x), "value", loss, ()))
+
+
+def loss_grad(loss, x: np.ndarray) -> np.ndarray:
+    """∇f(x) of shape (d,), checked finite."""
+    return check_finite_values(_shaped(loss.grad(x), "grad", loss, np.shape(x)), "the loss gradient")
 
 
 def loss_values(loss: Loss, X: np.ndarray) -> np.ndarray:
@@ -93,9 +116,9 @@ def loss_values(loss: Loss, X: np.ndarray) -> np.ndarray:
     X = np.atleast_2d(X)
     values = getattr(loss, "values", None)
     if callable(values):
-        out = np.asarray(values(X), dtype=np.float64).reshape(X.shape[0])
+        out = _shaped(values(X), "values", loss, (X.shape[0],))
     else:
-        out = np.fromiter((loss.value(row) for row in X), dtype=np.float64, count=X.shape[0])
+        out = np.fromiter((loss_value(loss, row) for row in X), dtype=np.float64, count=X.shape[0])
     return check_finite_values(out)
 
 
@@ -104,9 +127,9 @@ def loss_grads(loss: Loss, X: np.ndarray) -> np.ndarray:
     X = np.atleast_2d(X)
     grads = getattr(loss, "grads", None)
     if callable(grads):
-        out = np.asarray(grads(X), dtype=np.float64).reshape(X.shape)
+        out = _shaped(grads(X), "grads", loss, X.shape)
     else:
-        out = np.stack([np.asarray(loss.grad(row), dtype=np.float64) for row in X])
+        out = np.stack([_shaped(loss.grad(row), "grad", loss, row.shape) for row in X])
     return check_finite_values(out, "the loss gradient")
 
 
@@ -124,8 +147,15 @@ class FunctionLoss:
     length_scale: float | None = None
     fd_step: float = 1e-6  # central-difference step when no grad_fn is given
 
+    def __post_init__(self) -> None:
+        if self.dim is not None:
+            check_count(self.dim, "dim", 1)
+        if self.length_scale is not None:
+            check_positive(self.length_scale, "length_scale")
+        check_positive(self.fd_step, "fd_step")
+
     def value(self, x: np.ndarray) -> float:
-        return float(self.value_fn(np.asarray(x, dtype=np.float64)))
+        return float(_shaped(self.value_fn(np.asarray(x, dtype=np.float64)), "value", self, ()))
 
     def values(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))

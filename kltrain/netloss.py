@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._checks import as_generator, check_count
+from ._checks import as_generator, check_count, check_labelled
 from ._types import RngLike
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
@@ -30,6 +30,7 @@ class MinibatchLoss:
 
     def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None):
         self.net = net
+        X, y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])  # an empty batch, NaN pixels
         self.batch = Minibatch.build(net, X, y)
         self.backend_name, self.backend = _backend(backend)
         self.source = source
@@ -43,10 +44,17 @@ class MinibatchLoss:
         return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
     def grad(self, x: ArrayLike) -> np.ndarray:
-        return self.backend.loss_and_grad(self.batch, x)[1]
+        return self.backend.loss_and_grad(self.batch, self._params(x))[1]
 
     def loss_and_grad(self, x: ArrayLike) -> tuple[float, np.ndarray]:
-        return self.backend.loss_and_grad(self.batch, x)
+        return self.backend.loss_and_grad(self.batch, self._params(x))
+
+    def _params(self, x: ArrayLike) -> np.ndarray:
+        """The shape check ``value`` makes (via MLP.unflatten), before the kernels index out of range."""
+        x = np.asarray(x)
+        if x.shape != (self.dim,):
+            raise ValueError(f"params must have shape ({self.dim},), got {x.shape}")
+        return x
 
     def values(self, P: ArrayLike) -> np.ndarray:
         """The population loss over the rows of P (one network per row)."""
@@ -105,10 +113,7 @@ class TrainingSet:
 
     def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto"):
         self.net = net
-        self.X = np.ascontiguousarray(X, dtype=np.float32)
-        self.y = np.ascontiguousarray(y, dtype=np.int64)
-        if self.X.shape[0] != self.y.shape[0]:
-            raise ValueError(f"X has {self.X.shape[0]} rows but y has {self.y.shape[0]}")
+        self.X, self.y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])
         self.batch_size = check_count(batch_size, "batch_size", 1)
         if self.batch_size > self.X.shape[0]:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.X.shape[0]} training rows")

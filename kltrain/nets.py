@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_generator
+from ._checks import as_generator, check_count
 
 SMALL = (784, 10)
 HIDDEN = (784, 200, 10)
@@ -33,8 +33,10 @@ class MLP:
     sizes: tuple[int, ...]
 
     def __post_init__(self):
-        sizes = tuple(int(s) for s in self.sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
+        if isinstance(self.sizes, (str, bytes)) or not hasattr(self.sizes, "__iter__"):
+            raise TypeError(f"sizes must be a sequence of layer widths, got {self.sizes!r}")
+        sizes = tuple(check_count(s, "sizes entry", 1) for s in self.sizes)   # 784.5, "784", True refused
+        if len(sizes) < 2:
             raise ValueError(f"sizes must list >= 2 positive layer widths, got {self.sizes!r}")
         object.__setattr__(self, "sizes", sizes)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_generator, check_point, check_tau
+from ._checks import as_generator, check_finite_result, check_point, check_tau
 from .estimators import Exact, require_kind
 from ._types import Estimator, Point, RngLike
 from .losses import Loss, check_loss, loss_dim
@@ -44,19 +44,22 @@ def _method(estimator, name: str):
 def local_entropy(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
     """F_τ(x) = −log ∫ e^{−f(x')} φ_{x,τ}(x') dx', eq. (2.2) as printed."""
     x, tau = _prepare(loss, x, tau)
-    return float(_method(estimator, "local_entropy")(loss, x, tau))
+    value = float(_method(estimator, "local_entropy")(loss, x, tau))
+    return check_finite_result(value, "local_entropy", tau=tau, estimator=estimator)
 
 
 def heat_regularization(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
     """F^H_τ(x) = ∫ f(x') φ_{x,τ}(x') dx' = (f * φ_{0,τ})(x), §2.2."""
     x, tau = _prepare(loss, x, tau)
-    return float(_method(estimator, "heat_regularization")(loss, x, tau))
+    value = float(_method(estimator, "heat_regularization")(loss, x, tau))
+    return check_finite_result(value, "heat_regularization", tau=tau, estimator=estimator)
 
 
 def heat_regularization_grad(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> np.ndarray:
     """∇F^H_τ(x) = E_{φ_{x,τ}}[∇f] (closed form or quadrature)."""
     x, tau = _prepare(loss, x, tau)
-    return np.asarray(_method(estimator, "heat_regularization_grad")(loss, x, tau))
+    grad = np.asarray(_method(estimator, "heat_regularization_grad")(loss, x, tau))
+    return check_finite_result(grad, "heat_regularization_grad", tau=tau, estimator=estimator)
 
 
 def posterior_mean(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None,
@@ -71,7 +74,7 @@ def posterior_mean(loss: Loss, x: Point, tau: float, *, estimator: Estimator = N
     require_kind(estimator, "mean", "posterior_mean")
     state = estimator.init(loss, x, tau)
     mean, _, _ = estimator.step(as_generator(rng), state, loss, x, tau)
-    return np.asarray(mean)
+    return check_finite_result(np.asarray(mean), "posterior_mean", tau=tau, estimator=estimator)
 
 
 def log_partition_offset(dim: int, tau: float) -> float:

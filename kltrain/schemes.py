@@ -26,10 +26,11 @@ from typing import Any, Callable, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._checks import as_generator, check_count, check_finite_values, check_point, check_positive
+from ._checks import (as_generator, check_count, check_finite_result, check_point,
+                      check_positive)
 from .estimators import Exact, ExactProx, require_kind
 from ._types import Estimator, Point, RngLike, TauLike
-from .losses import Loss, check_loss, loss_dim
+from .losses import Loss, check_loss, loss_dim, loss_grad
 from .schedules import as_tau_schedule
 
 
@@ -90,7 +91,7 @@ class SGD:
 
     def step(self, rng: np.random.Generator, state: None, loss: Loss, x: np.ndarray, k: int
              ) -> tuple[np.ndarray, None, SGDInfo]:
-        g = check_finite_values(loss.grad(x), "the loss gradient")
+        g = loss_grad(loss, x)
         return x - self.learning_rate * g, state, SGDInfo(float(np.linalg.norm(g)))
 
 
@@ -130,11 +131,39 @@ def run(rule: Any, loss: Loss, x0: Point, n_steps: int, *, rng: RngLike = None
     points, infos = [x], []
     state = rule.init(loss, x)
     for k in range(n_steps):
-        x, state, info = rule.step(rng, state, loss, x, k)
+        try:
+            x, state, info = rule.step(rng, state, loss, x, k)
+        except FloatingPointError as err:  # a loss that overflowed mid-estimate: say where
+            raise type(err)(f"{err} ({step_context(rule, k)})") from err
         x = np.asarray(x, dtype=np.float64)
+        check_step(rule, x, k, "the iterate")
         points.append(x)
         infos.append(info)
     return np.stack(points), infos
+
+
+def _inner(rule: Any, k: int) -> tuple[Any, int]:
+    """(the rule that runs update k, its own step index): SwitchAfter hands over after n_first."""
+    if isinstance(rule, SwitchAfter) and k >= rule.n_first:
+        return rule.then, k - rule.n_first
+    return (rule.first, k) if isinstance(rule, SwitchAfter) else (rule, k)
+
+
+def step_context(rule: Any, k: int) -> str:
+    """"τ = …, estimator …, step k+1" for error messages."""
+    inner, k_inner = _inner(rule, k)
+    tau = f"τ = {inner.tau(k_inner)!r}, " if hasattr(inner, "tau") else ""
+    return f"{tau}estimator {type(getattr(inner, 'estimator', inner)).__name__}, step {k + 1}"
+
+
+def check_step(rule: Any, x: np.ndarray, k: int, what: str) -> None:
+    """FloatingPointError naming τ(k), the estimator and the step if ``x`` is not finite."""
+    if np.all(np.isfinite(x)):
+        return
+    inner, k_inner = _inner(rule, k)
+    tau = inner.tau(k_inner) if hasattr(inner, "tau") else None
+    name = getattr(inner, "where", type(inner).__name__)
+    check_finite_result(x, f"{name}: {what}", tau=tau, estimator=getattr(inner, "estimator", inner), step=k + 1)
 
 
 def run_local_entropy(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,

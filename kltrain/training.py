@@ -14,8 +14,7 @@ minibatch sequence (also the same for every algorithm) and the estimators' noise
 
 from __future__ import annotations
 
-import csv
-import json
+import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,15 +24,18 @@ from typing import Any
 import numpy as np
 
 from ._blas import single_blas_thread
-from ._checks import check_count, check_positive, check_tau
+from ._checks import check_count, check_labelled, check_positive, check_seed, check_tau
+from ._io import atomic_write_csv, atomic_write_json, config_hash
 from .data import Dataset, load
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
+from .kernels import BACKENDS
 from .netloss import TrainingSet
 from .nets import MLP
 from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping
-from .schemes import SGD, Heat, LocalEntropy, SwitchAfter
+from .schemes import SGD, Heat, LocalEntropy, SwitchAfter, check_step, step_context
 
 ALGORITHMS = ("sgd", "is", "sgld", "hr")
+DATASETS = ("mnist", "fashion-mnist")
 NETS = {"small": MLP.small, "hidden": MLP.hidden}
 
 
@@ -62,8 +64,8 @@ class TrainConfig:
     eval_every: int = 10                # held-out accuracy every this many updates
     n_test: int = 1000                  # test images scored (paper: 1000)
     dataset: str = "mnist"              # mnist | fashion-mnist
-    seed: int = 0
-    backend: str = "auto"
+    seed: int | None = 0                # None: draw one (recorded here, so the run can be repeated)
+    backend: str = "auto"               # auto | cpu | cuda | numpy
     scheduler: str | None = None        # Dask scheduler address: IS runs sharded on its workers
     workers: int = 0                    # > 0: start a local Dask cluster of this many workers instead
 
@@ -72,6 +74,13 @@ class TrainConfig:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.net not in NETS:
             raise ValueError(f"net must be one of {tuple(NETS)}, got {self.net!r}")
+        if self.backend not in BACKENDS:  # refused now, not at the first update
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.seed is None:
+            object.__setattr__(self, "seed", secrets.randbits(32))
+        check_seed(self.seed)
         for name in ("n_updates", "sgd_first", "workers"):
             check_count(getattr(self, name), name)
         for name in ("batch_size", "samples", "hr_iterations", "hr_samples", "eval_every", "n_test"):
@@ -119,6 +128,12 @@ class TrainResult:
     minibatch_loss: list = field(default_factory=list)   # f on the update's minibatch, before the update
     seconds: list = field(default_factory=list)          # wall time of each update
     taus: list = field(default_factory=list)
+    status: str = "running"                              # running | done | interrupted | diverged
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies the config in result files: a rerun with the same hash may be skipped."""
+        return config_hash(asdict(self.config))
 
     def accuracy_at(self, update: int) -> float:
         return self.test_accuracy[self.eval_updates.index(update)]
@@ -128,22 +143,23 @@ class TrainResult:
         return float(np.mean(self.seconds)) if self.seconds else float("nan")
 
     def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "eval_updates": self.eval_updates,
+        return {"status": self.status, "config_hash": self.config_hash, "config": asdict(self.config),
+                "eval_updates": self.eval_updates,
                 "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
                 "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainResult":
+        """Inverse of ``to_dict`` (NaN stored as null comes back as NaN)."""
+        nan = lambda xs: [float("nan") if v is None else v for v in xs]  # noqa: E731
+        return cls(TrainConfig(**d["config"]), list(d["eval_updates"]), nan(d["test_accuracy"]),
+                   nan(d["minibatch_loss"]), nan(d["seconds"]), nan(d["taus"]), d.get("status", "done"))
+
     def to_json(self, path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        return atomic_write_json(path, self.to_dict())
 
     def to_csv(self, path) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["update", "test_accuracy"])
-            writer.writerows(zip(self.eval_updates, self.test_accuracy))
-        return path
+        return atomic_write_csv(path, ["update", "test_accuracy"], zip(self.eval_updates, self.test_accuracy))
 
 
 def load_data(config: TrainConfig):
@@ -154,9 +170,13 @@ def load_data(config: TrainConfig):
     return X_train, y_train, X_test, y_test
 
 
-def train(config: TrainConfig, data: Dataset | None = None, progress: bool = True, backend: Any = None
-          ) -> TrainResult:
+def train(config: TrainConfig, data: Dataset | None = None, progress: bool = True, backend: Any = None,
+          checkpoint: Any = None) -> TrainResult:
     """Run one training run; ``data`` = (X_train, y_train, X_test, y_test) or None to load.
+
+    ``checkpoint(result)``, if given, is called after every evaluation and once more at the
+    end with ``result.status`` "done", or "interrupted" (KeyboardInterrupt) / "diverged"
+    (FloatingPointError) just before that exception propagates: what was measured is kept.
 
     ``backend`` (an object such as :class:`kltrain.distributed.DaskBackend`) overrides
     ``config.backend``; with ``config.scheduler`` or ``config.workers`` a Dask backend is
@@ -164,7 +184,7 @@ def train(config: TrainConfig, data: Dataset | None = None, progress: bool = Tru
     and OpenBLAS threads left spinning by an accuracy evaluation made the next update 2.5× slower.
     """
     with backend_context(config, backend) as chosen, single_blas_thread():
-        return _train(config, data, progress, chosen)
+        return _train(config, data, progress, chosen, checkpoint or (lambda result: None))
 
 
 @contextmanager
@@ -183,9 +203,12 @@ def backend_context(config, given=None):
         yield config.backend
 
 
-def _train(config, data, progress, backend):
+def _train(config, data, progress, backend, checkpoint):
     X_train, y_train, X_test, y_test = load_data(config) if data is None else data
     net = NETS[config.net]()
+    n_in, n_classes = net.sizes[0], net.sizes[-1]
+    X_test, y_test = check_labelled(X_test, y_test, n_classes, "X_test", n_features=n_in)  # before update 1
+    X_train, y_train = check_labelled(X_train, y_train, n_classes, "X_train", n_features=n_in)
     init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
     params = net.init(np.random.default_rng(init_ss))
     data_rng, noise_rng = np.random.default_rng(data_ss), np.random.default_rng(noise_ss)
@@ -193,28 +216,51 @@ def _train(config, data, progress, backend):
     rule = config.update_rule()
     tau = config.tau_schedule()
     result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])
+    checkpoint(result)
     bar = _progress(config, progress)
+    try:
+        params = _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result,
+                       bar, checkpoint)
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        checkpoint(result)
+        raise
+    except FloatingPointError:
+        result.status = "diverged"
+        checkpoint(result)
+        raise
+    finally:
+        bar.close()
+    result.status = "done"
+    checkpoint(result)
+    result.final_params = params
+    return result
+
+
+def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result, bar, checkpoint):
+    """The updates; appends to ``result`` as it goes (so an exception leaves what was measured)."""
     state = None
     for k in range(config.n_updates):
         batch = trainset.sample(data_rng)
         if state is None:
             state = rule.init(batch, params)
         start = time.perf_counter()
-        new, state, _ = rule.step(noise_rng, state, batch, params, k)
+        try:
+            new, state, _ = rule.step(noise_rng, state, batch, params, k)
+        except FloatingPointError as err:  # e.g. a NaN importance weight: say which update
+            raise type(err)(f"{err} ({config.label}, {step_context(rule, k)})") from err
         result.seconds.append(time.perf_counter() - start)
         result.minibatch_loss.append(batch.value(params))
         result.taus.append(tau(max(k - config.sgd_first, 0)))
         params = np.asarray(new, dtype=np.float32)
-        if not np.all(np.isfinite(params)):
-            raise FloatingPointError(f"{config.label}: parameters became non-finite at update {k + 1}")
+        check_step(rule, params, k, f"{config.label} parameters (float32)")
         if (k + 1) % config.eval_every == 0 or k + 1 == config.n_updates:
             result.eval_updates.append(k + 1)
             result.test_accuracy.append(net.accuracy(params, X_test, y_test))
             bar.set_postfix(acc=f"{result.test_accuracy[-1]:.3f}")
+            checkpoint(result)
         bar.update(1)
-    bar.close()
-    result.final_params = params
-    return result
+    return params
 
 
 def _progress(config, enabled):

@@ -30,6 +30,7 @@ from ..fastpath import fast_path
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
+MAX_SAMPLES = 2 ** 32 - 2  # sample indices wrap at 2³²; 2³² − 1 and − 2 are kltrain.projected's extra draws
 CHUNK = 4096           # samples evaluated per batch by the reference path ...
 CHUNK_VALUES = 2 ** 22  # ... and at most this many noise numbers (4M float64 = 32 MB)
 
@@ -51,6 +52,27 @@ class ISInfo(NamedTuple):
     max_weight: float       # largest normalised weight, in [1/J, 1]
     log_weights: np.ndarray | None  # −f(x_j), when kept
     seed: int               # regenerates every ε_j
+
+
+def check_sample_range(start: int, stop: int) -> None:
+    if stop <= start:
+        raise ValueError(f"importance sampling needs at least one sample, got samples [{start}, {stop})")
+
+
+def check_log_weights(log_w: np.ndarray, tau: float, start: int = 0) -> None:
+    """FloatingPointError naming the loss if a log weight −f(x_j) is NaN or +inf, or none is finite.
+
+    Any of these would make the estimate NaN or, worse, silently drop samples.
+    """
+    log_w = np.asarray(log_w)
+    bad = np.isnan(log_w) | (log_w == np.inf)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss f(x + √τ ε_j) is {float(-log_w[j])!r} "
+                                 f"at sample j = {start + j}; every sample's loss must be finite")
+    if log_w.size and not np.any(np.isfinite(log_w)):
+        raise FloatingPointError(f"importance sampling (τ = {tau!r}): the loss is +inf at all {log_w.size} "
+                                 f"samples, so no weight is left")
 
 
 def partial_from_log_weights(log_w: np.ndarray, eps: np.ndarray) -> ISPartial:
@@ -98,11 +120,13 @@ def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: i
     Samples are evaluated in chunks of at most CHUNK rows and CHUNK_VALUES numbers, so that
     memory stays bounded for an MLP's 159,010 coordinates.
     """
+    check_sample_range(start, stop)
     chunk = max(1, min(CHUNK, CHUNK_VALUES // max(x.size, 1)))
     parts, log_ws = [], []
     for lo in range(start, stop, chunk):
         eps = proposal_noise(seed, lo, min(lo + chunk, stop), x.size, antithetic)
         log_w = -loss_values(loss, x + np.sqrt(tau) * eps)          # x_j = x + √τ ε_j; log w_j = −f(x_j)
+        check_log_weights(log_w, tau, lo)                            # NaN or +inf would be dropped silently
         parts.append(partial_from_log_weights(log_w, eps))
         log_ws.append(log_w)
     return combine(parts), np.concatenate(log_ws)
@@ -128,11 +152,15 @@ class ImportanceSampling:
 
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 1)
+        if self.n_samples >= MAX_SAMPLES:  # the counter generator's sample index is 32 bits
+            raise ValueError(f"n_samples must be < {MAX_SAMPLES} (2**32 − 2: noise sample indices are 32-bit, "
+                             f"the top two reserved), got {self.n_samples}")
 
     def partial(self, loss: Any, x: np.ndarray, tau: float, seed: int, start: int = 0,
                 stop: int | None = None) -> tuple[ISPartial, np.ndarray]:
         """The ISPartial of samples [start, stop) and their log weights."""
         stop = self.n_samples if stop is None else stop
+        check_sample_range(start, stop)
         partial_fn = fast_path(loss, "importance_partial") or partial(importance_partial, loss)
         return partial_fn(x, tau, seed, start, stop, self.antithetic)
 

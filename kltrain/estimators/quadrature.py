@@ -24,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from .._logspace import logsumexp
 
+from .._checks import check_positive
 from ..losses import loss_values
 from .base import ExactInfo
 
@@ -34,6 +35,7 @@ class Grid(NamedTuple):
     points: np.ndarray
     log_cell: float
     shape: tuple[int, ...]
+    offsets: np.ndarray | None = None   # points − center as intended (exact even where x + offset rounds)
 
 
 def uniform_grid(center: np.ndarray, half_width: float, spacing: float) -> Grid:
@@ -45,7 +47,7 @@ def uniform_grid(center: np.ndarray, half_width: float, spacing: float) -> Grid:
         offsets = axis[:, None]
     else:
         offsets = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
-    return Grid(center + offsets, d * np.log(spacing), (axis.size,) * d)
+    return Grid(center + offsets, d * np.log(spacing), (axis.size,) * d, offsets)
 
 
 def gaussian_logpdf_iso(points: np.ndarray, mean: np.ndarray, tau: float) -> np.ndarray:
@@ -61,6 +63,24 @@ def _boundary_mask(shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 2:
         mask[:, 0], mask[:, -1] = True, True
     return mask.ravel()
+
+
+RESOLUTION = 1e6  # nodes must be this many float64 steps of x apart for a difference quotient
+
+
+def check_resolvable(x: np.ndarray, spacing: float, tau: float, what: str = "∇F^H_τ",
+                     limit: str = "∇f(x)", steps: float = RESOLUTION) -> None:
+    """ValueError when the grid's spacing is below ``steps`` float64 steps of x.
+
+    ∇F^H_τ weighs f at x ± spacing against each other; below ~1e6 ulps of x the rounding
+    of the nodes dominates the differences. F_τ and E_q[X] need only distinct nodes (the
+    box test cannot pass on nodes that all round to x); F^H_τ's normalised weights need neither.
+    """
+    ulp = float(np.spacing(np.max(np.abs(x))))
+    if spacing < steps * ulp:
+        raise ValueError(f"tau = {tau!r} is too small for the quadrature of {what} at |x| = {np.max(np.abs(x)):.3g}: "
+                         f"node spacing {spacing:.3g} is below {steps:g} float64 steps of x ({ulp:.3g}); "
+                         f"as τ → 0, {what} → {limit}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,7 @@ class GridQuadrature:
         scale = np.sqrt(tau)
         ell = getattr(loss, "length_scale", None)
         if ell is not None:
-            scale = min(scale, float(ell))
+            scale = min(scale, check_positive(ell, f"{type(loss).__name__}.length_scale"))
         return scale / self.points_per_scale
 
     def grid(self, loss, center: np.ndarray, tau: float, half_width: float | None = None) -> Grid:
@@ -126,6 +146,7 @@ class GridQuadrature:
         Re-centres on the heaviest node and doubles the box until the edge is
         negligible: needed when e^{−f} pulls q far from x (steep losses).
         """
+        check_resolvable(x, self.node_spacing(loss, tau), tau, "F_τ and E_q[X]", "f(x) and x", steps=16)
         center, hw = x, self.half_width * np.sqrt(tau)
         for _ in range(self.max_recentre + 1):
             grid = self.grid(loss, center, tau, hw)
@@ -143,7 +164,10 @@ class GridQuadrature:
     def heat_grid(self, loss, x: np.ndarray, tau: float) -> tuple[Grid, np.ndarray, np.ndarray]:
         """Grid around x, f on it, and the quadrature weights φ_{x,τ}·cell."""
         grid = self.grid(loss, x, tau)
-        weights = np.exp(gaussian_logpdf_iso(grid.points, x, tau) + grid.log_cell)
+        # From the intended offsets, normalised: at tiny τ the nodes x + offset round onto a few
+        # floats, and weights from the rounded nodes summed to 65× too much (issue 11).
+        log_w = gaussian_logpdf_iso(grid.offsets, np.zeros_like(x), tau)
+        weights = np.exp(log_w - logsumexp(log_w))
         return grid, loss_values(loss, grid.points), weights
 
     # -- regularized quantities --------------------------------------------
@@ -165,10 +189,11 @@ class GridQuadrature:
 
     def heat_regularization_grad(self, loss, x, tau) -> np.ndarray:
         """∇F^H_τ(x) = E_φ[f(X)(X − x)]/τ (Gaussian integration by parts; needs no ∇f)."""
+        check_resolvable(x, self.node_spacing(loss, tau), tau)
         grid, f, w = self.heat_grid(loss, x, tau)
         # subtracting f(x)-like constant leaves the integral unchanged but cuts cancellation
         fc = f - w @ f
-        return (w * fc) @ (grid.points - x) / tau
+        return (w * fc) @ grid.offsets / tau
 
     # -- estimator interface (see kltrain.estimators.base) -------------------
     def init(self, loss: Any, x: np.ndarray, tau: float) -> None:

@@ -31,6 +31,9 @@ from ..noise import counter_normals, draw_seed
 from ..schedules import RobbinsMonroSteps
 
 
+DIVERGED = 1e8  # residual growth that counts as divergence (a converging iteration shrinks it)
+
+
 class RMInfo(NamedTuple):
     residual: float   # |ĥ(x^{J−1})|: the last noisy Euler–Lagrange residual
     n_iter: int
@@ -45,13 +48,22 @@ def proposal_draws(seed: int, j: int, n_samples: int, dim: int) -> np.ndarray:
 def robbins_monro(loss: Any, x_k: np.ndarray, tau: float, seed: int, steps: np.ndarray, n_samples: int
                   ) -> tuple[np.ndarray, float]:
     """Algorithm 5, the NumPy reference: (x^J, |ĥ(x^{J−1})|) with a_j = steps[j−1]."""
-    x, residual = np.array(x_k, dtype=np.float64), 0.0
+    x, residual, first = np.array(x_k, dtype=np.float64), 0.0, None
     for j, a in enumerate(steps, start=1):
         z = x + np.sqrt(tau) * proposal_draws(seed, j, n_samples, x.size)   # z^{(m)} ~ φ_{x^{j−1},τ}
         h = x - x_k + tau * loss_grads(loss, z).mean(axis=0)                # eq. (5.3)
         x = x - a * h
         residual = float(np.linalg.norm(h))
+        first = residual if first is None else first
+        check_stable(first, residual, j, tau)
     return x, residual
+
+
+def check_stable(first: float, residual: float, j: int, tau: float) -> None:
+    """A residual grown by DIVERGED× means a_j·τ·L > 2: the iterates blow up (1e144 after a few steps)."""
+    if residual > DIVERGED * max(first, 1.0):
+        raise FloatingPointError(f"Robbins–Monro diverged at iteration {j} (τ = {tau!r}): the residual |h| grew "
+                                 f"from {first:.3g} to {residual:.3g}; reduce the step constant c or τ")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .._checks import check_count, check_finite_values, check_positive
+from .._checks import check_count, check_positive
 from ..fastpath import fast_path
+from ..losses import loss_grad
 from ..noise import draw_seed, noise_rows
 from ..schedules import HarmonicTemperatures, temperatures_array
 
@@ -58,7 +59,7 @@ def sgld_chain(loss: Any, x: np.ndarray, tau: float, seed: int, start: np.ndarra
     total, grad_norm = eps[0] * chain, 0.0
     for j, noise in enumerate(noise_rows(seed, 1, eps.size, chain.size), start=1):   # chain is x^j
         batch = loss if rng is None else loss.resample(rng)
-        g = check_finite_values(batch.grad(chain), "the loss gradient")
+        g = loss_grad(batch, chain)                                                 # ∇f, shape and finiteness checked
         chain = langevin_step(x, chain, g, eps[j - 1], tau, noise, noise_scale)
         total += eps[j] * chain                                                       # Σ ε_j x^j
         grad_norm = float(np.linalg.norm(g))

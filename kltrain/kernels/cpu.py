@@ -72,46 +72,68 @@ def fold_log_weight(lw, sign, e, acc, stats):
         acc[c] += wf * e[c]
 
 
+# The reductions below are over fixed-size blocks of samples, folded in block order:
+# which thread evaluates a block changes nothing, so 1, 2 or 16 threads give the same
+# bits (issue 11). A block's own sum is serial, in sample order.
+IS_BLOCK = 32   # noise sources per IS block
+IS_WAVE = 16    # IS blocks held at once before folding (bounds memory at IS_WAVE × d floats)
+
+
 @nb.njit(**PJIT)
 def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, idx, val, offsets, n_threads):
-    """Per-thread IS partials over samples [start, stop): (stats (T, 3), acc (T, d), log_w).
+    """IS over samples [start, stop): (stats (m, Σw, Σw²), Σwε (d,) float64, log_w).
 
     Antithetic: samples 2q and 2q+1 share ε (the second with −ε), generated once.
-    Each thread takes a contiguous range of noise sources and keeps its statistics
-    local until the end (shared rows of ``stats`` false-shared a cache line).
+    Blocks of IS_BLOCK noise sources are evaluated a wave at a time, thread t taking
+    blocks t, t + n_threads, ...; each wave is then folded into the total in block order.
     """
     d = p.size
-    stats = np.empty((n_threads, 3))
-    acc = np.zeros((n_threads, d), dtype=np.float32)
-    log_w = np.empty(stop - start)
     per = 2 if antithetic else 1
     first, last = start // per, (stop - 1) // per + 1      # noise sources to generate
-    for t in nb.prange(n_threads):
-        local = np.array([-np.inf, 0.0, 0.0])
-        e = np.empty(d, dtype=np.float32)
-        wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(d, dtype=np.float32)
-        work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
-        t0 = np.empty((y.size, offsets[0, 3]), dtype=np.float32)
-        lo, hi = thread_range(first, last, n_threads, t)
-        for src in range(lo, hi):
-            fill_normals(sample_key(key, src), 0, e)
-            sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
-            for r in range(per):
-                j = src * per + r
-                if start <= j < stop:
-                    sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
-                    lw = -perturbed_tail_loss(p, e, 0, np.float32(s * sign), base0, t0, y, offsets, work, wt, bias)
-                    log_w[j - start] = lw
-                    fold_log_weight(lw, sign, e, acc[t], local)
-        stats[t] = local
-    return stats, acc, log_w
+    n_blocks = (last - first + IS_BLOCK - 1) // IS_BLOCK
+    log_w = np.empty(stop - start)
+    stats = np.empty((IS_WAVE, 3))
+    acc = np.empty((IS_WAVE, d), dtype=np.float32)
+    total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
+    for wave in range(0, n_blocks, IS_WAVE):
+        n_wave = min(IS_WAVE, n_blocks - wave)
+        for t in nb.prange(n_threads):
+            e = np.empty(d, dtype=np.float32)
+            wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(d, dtype=np.float32)
+            work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
+            t0 = np.empty((y.size, offsets[0, 3]), dtype=np.float32)
+            for i in range(t, n_wave, n_threads):
+                lo = first + (wave + i) * IS_BLOCK
+                stats[i] = np.array([-np.inf, 0.0, 0.0])
+                acc[i] = 0.0
+                for src in range(lo, min(lo + IS_BLOCK, last)):
+                    fill_normals(sample_key(key, src), 0, e)
+                    sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
+                    for r in range(per):
+                        j = src * per + r
+                        if start <= j < stop:
+                            sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
+                            lw = -perturbed_tail_loss(p, e, 0, np.float32(s * sign), base0, t0, y, offsets, work,
+                                                      wt, bias)
+                            log_w[j - start] = lw
+                            fold_log_weight(lw, sign, e, acc[i], stats[i])
+        for i in range(n_wave):
+            fold_block(stats[i], acc[i], total, total_acc)
+    return total, total_acc, log_w
 
 
 @nb.njit(**JIT)
-def thread_range(first, last, n_threads, t):
-    """Thread t's contiguous share of [first, last)."""
-    n = last - first
-    return first + (n * t) // n_threads, first + (n * (t + 1)) // n_threads
+def fold_block(stats, acc, total, total_acc):
+    """total ← total ⊕ block in log space (float64): rescale both to the larger log weight m."""
+    m = max(total[0], stats[0])
+    if m == -np.inf:   # neither has a finite weight yet
+        return
+    a, b = np.exp(total[0] - m), np.exp(stats[0] - m)
+    total[1] = a * total[1] + b * stats[1]
+    total[2] = a * a * total[2] + b * b * stats[2]
+    total[0] = m
+    for c in range(total_acc.size):
+        total_acc[c] = a * total_acc[c] + b * np.float64(acc[c])
 
 
 @nb.njit(**JIT)
@@ -189,36 +211,44 @@ def fill_needed_noise(skey, x, root_tau, cols, offsets, z):
         z[k] = x[k] + root_tau * z[k]
 
 
+RM_MAX_BLOCKS = 16  # Robbins–Monro: M draws in at most this many blocks (a function of M alone; more
+#                     blocks of a 159k-parameter gradient cost memory traffic: 64 made HR 2× slower)
+
+
 @nb.njit(**PJIT)
 def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, colptr, col_row, col_val,
                   offsets, n_threads):
     """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (τ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
 
     Returns (x^J, |ĥ| at the last iteration). Sample m of iteration j is noise sample (j−1)·M + m.
+    Σ_m is a sum of per-block sums in block order (thread t takes blocks t, t + n_threads, ...).
     """
     d, M = x_k.size, n_samples
+    per = (M + RM_MAX_BLOCKS - 1) // RM_MAX_BLOCKS
+    n_blocks = (M + per - 1) // per
     x = x_k.copy()
     root_tau = np.float32(np.sqrt(tau))
     grads = np.zeros((n_threads, d), dtype=np.float32)   # rows of inactive pixels stay zero
-    sums = np.zeros((n_threads, d), dtype=np.float32)
+    sums = np.zeros((n_blocks, d), dtype=np.float32)
     zs = np.zeros((n_threads, d), dtype=np.float32)
     works = np.empty((n_threads, work_size_of(offsets, y.size)), dtype=np.float32)
     residual = 0.0
     for j in range(1, steps.size + 1):
         for t in nb.prange(n_threads):
-            sums[t, :] = 0.0
-            for m in range(t, M, n_threads):
-                fill_needed_noise(sample_key(key, (j - 1) * M + m), x, root_tau, cols, offsets, zs[t])
-                loss_and_grad(zs[t], y, indptr, idx, val, cols, colptr, col_row, col_val, offsets,
-                              works[t], grads[t])
-                sums[t] += grads[t]
+            for blk in range(t, n_blocks, n_threads):
+                sums[blk, :] = 0.0
+                for m in range(blk * per, min(blk * per + per, M)):
+                    fill_needed_noise(sample_key(key, (j - 1) * M + m), x, root_tau, cols, offsets, zs[t])
+                    loss_and_grad(zs[t], y, indptr, idx, val, cols, colptr, col_row, col_val, offsets,
+                                  works[t], grads[t])
+                    sums[blk] += grads[t]
         a, scale = np.float32(steps[j - 1]), np.float32(tau / M)
+        g = sums[0].copy()
+        for blk in range(1, n_blocks):   # row by row (contiguous), in block order
+            g += sums[blk]
         res2 = 0.0
         for c in range(d):
-            g = np.float32(0.0)
-            for t in range(n_threads):
-                g += sums[t, c]
-            h = x[c] - x_k[c] + scale * g        # eq. (5.3)
+            h = x[c] - x_k[c] + scale * g[c]        # eq. (5.3)
             res2 += np.float64(h) * h
             x[c] -= a * h
         residual = np.sqrt(res2)

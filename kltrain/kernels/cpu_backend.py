@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..estimators.importance import ISPartial, combine
+from ..estimators.importance import ISPartial, check_log_weights, check_sample_range
 from ..noise import stream_key
 from . import cpu, cpu_mlp
 from .counter import counter_normals_f32
@@ -23,13 +23,6 @@ def _first_layer_base(mb, params):
     return out
 
 
-def _combine_threads(stats, acc, n) -> ISPartial:
-    """Per-thread (m, Σw, Σw², Σwε) rows → one ISPartial (threads that saw no sample dropped)."""
-    parts = [ISPartial(float(st[0]), float(st[1]), float(st[2]), a.astype(np.float64), 0)
-             for st, a in zip(stats, acc) if st[1] > 0]
-    return combine(parts)._replace(n=n)
-
-
 def loss_and_grad(mb, params):
     params = _f32(params)
     grad = np.zeros_like(params)
@@ -40,11 +33,13 @@ def loss_and_grad(mb, params):
 
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    check_sample_range(start, stop)
     params = _f32(params)
     stats, acc, log_w = cpu.importance_partials(
         params, np.sqrt(tau), stream_key(seed), start, stop, antithetic, _first_layer_base(mb, params),
         mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, nb.get_num_threads())
-    return _combine_threads(stats, acc, stop - start), log_w
+    check_log_weights(log_w, tau, start)  # a NaN weight would poison (or drop) its whole block
+    return ISPartial(float(stats[0]), float(stats[1]), float(stats[2]), acc, stop - start), log_w
 
 
 def population_losses(mb, params, tau, seed, samples):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda as nbcuda
 
-from ..estimators.importance import ISPartial
+from ..estimators.importance import ISPartial, check_log_weights, check_sample_range
 from ..noise import GOLDEN, stream_key
 from . import cuda as K
 
@@ -64,8 +64,10 @@ def log_weights(mb, params, tau, seed, start, stop, antithetic, d_params=None):
 
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    check_sample_range(start, stop)
     d_params = nbcuda.to_device(_f32(params))
     log_w = log_weights(mb, params, tau, seed, start, stop, antithetic, d_params)
+    check_log_weights(log_w, tau, start)  # a NaN would make m, and so every weight, NaN
     m = float(log_w.max())
     w = np.exp(log_w - m)
     acc = nbcuda.device_array(d_params.size, dtype=np.float32)

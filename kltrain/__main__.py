@@ -1,0 +1,8 @@
+"""``python -m kltrain``: the same command as ``kltrain``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
