@@ -35,7 +35,7 @@ class Grid(NamedTuple):
     points: np.ndarray
     log_cell: float
     shape: tuple[int, ...]
-    offsets: np.ndarray | None = None   # points − center as intended (exact even where x + offset rounds)
+    offsets: np.ndarray                 # points − center as intended (exact even where x + offset rounds)
 
 
 def uniform_grid(center: np.ndarray, half_width: float, spacing: float) -> Grid:
