@@ -19,6 +19,8 @@ def _bench(args) -> int:
 def _train(args) -> int:
     from pathlib import Path
 
+    import numpy as np
+
     from .training import TrainConfig, train
     cfg = TrainConfig(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
@@ -33,6 +35,7 @@ def _train(args) -> int:
     stem = f"{cfg.algorithm}-{cfg.net}-seed{cfg.seed}"
     result.to_json(out / f"{stem}.json")
     result.to_csv(out / f"{stem}.csv")
+    np.save(out / f"{stem}.params.npy", result.final_params)  # final weights, for `kltrain flatness`
     for u, a in zip(result.eval_updates, result.test_accuracy):
         print(f"update {u:>5}  held-out accuracy {a:.4f}")
     print(f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; wrote {out / stem}.json/.csv")
@@ -69,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     from .experiments import NAMES
+    from .training import ALGORITHMS
     train = sub.add_parser("train", help="train an MLP on MNIST with SGD, IS, SGLD or HR (paper §6)")
-    train.add_argument("--algo", required=True, choices=["sgd", "is", "sgld", "hr"])
+    train.add_argument("--algo", required=True, choices=list(ALGORITHMS))
     train.add_argument("--net", default="hidden", choices=["small", "hidden"])
     train.add_argument("--updates", type=int, default=500)
     train.add_argument("--tau", type=float, default=0.01, help="τ (the start τ₀ with --tau-scoping)")
