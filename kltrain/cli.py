@@ -58,6 +58,11 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _flatness(args) -> int:
+    from .flatness_cli import run_flatness
+    return run_flatness(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true")
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
+
+    from .flatness_cli import add_arguments
+    flat = sub.add_parser("flatness", help="flatness of trained weights: F_τ, sharpness, Hessian trace, weight noise")
+    add_arguments(flat)
+    flat.set_defaults(func=_flatness)
 
     dist = sub.add_parser("bench-distributed", help="IS update throughput on 1 and 2 local Dask workers")
     dist.add_argument("--samples", default="10000,100000", help="comma-separated J values")
