@@ -144,3 +144,23 @@ def test_weight_noise_accuracy():
 def test_refuses_bad_arguments(call):
     with pytest.raises(ValueError):
         call(_quadratic())
+
+
+def _synthetic_store(shift):
+    """SGD and IS over 4 seeds; IS's sharpness lower by ``shift`` (with seed-to-seed noise 0.001)."""
+    runs = []
+    for seed in range(4):
+        for label, d in (("SGD", 0.0), ("IS", -shift)):
+            runs.append(dict(label=label, seed=seed, test_accuracy=0.8, train_loss=0.5 + 0.001 * seed,
+                             sharpness={"value": 0.02 + d + 0.001 * ((seed * 7 + len(label)) % 3)},
+                             hessian_trace={"value": 100.0 + seed}, local_entropy={"0.01": {"value": 1.0, "ess": 60}},
+                             weight_noise={"0.05": {"value": 0.7}}))
+    return {"meta": {}, "runs": runs}
+
+
+def test_the_report_reading_follows_the_data():
+    from validation.flatness import reading, summarize
+    store = _synthetic_store(0.01)
+    assert "IS on sharpness" in reading(summarize(store), store)
+    null = _synthetic_store(0.0)
+    assert "among the paper's methods: no measure" in reading(summarize(null), null)   # control
