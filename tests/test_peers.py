@@ -138,3 +138,14 @@ def test_training_config_selects_the_peers(algo, label):
     cfg = TrainConfig(algo)
     assert cfg.label == label
     assert type(cfg.update_rule()).__name__ == {"entropy-sgd": "EntropySGD", "sam": "SAM"}[algo]
+
+
+def test_peers_share_the_initialisation_and_minibatches_and_learn():
+    from kltrain.training import load_data, train
+    data = load_data(TrainConfig("sgd", n_test=300))
+    runs = {algo: train(TrainConfig(algo, n_updates=n, eval_every=n, n_test=300, backend="cpu"), data=data,
+                        progress=False) for algo, n in (("sgd", 2), ("entropy-sgd", 10), ("sam", 40))}
+    assert len({r.test_accuracy[0] for r in runs.values()}) == 1      # identical initial network
+    assert len({r.minibatch_loss[0] for r in runs.values()}) == 1     # same first minibatch
+    assert runs["entropy-sgd"].test_accuracy[-1] > 0.4                # chance is 0.1
+    assert runs["sam"].test_accuracy[-1] > 0.25
