@@ -163,4 +163,4 @@ def test_the_report_reading_follows_the_data():
     store = _synthetic_store(0.01)
     assert "IS on sharpness" in reading(summarize(store), store)
     null = _synthetic_store(0.0)
-    assert "among the paper's methods: no measure" in reading(summarize(null), null)   # control
+    assert "the paper's methods are flatter on: no measure" in reading(summarize(null), null)   # control

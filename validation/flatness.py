@@ -20,10 +20,14 @@ import numpy as np
 
 DATA = Path(__file__).with_name("data") / "flatness.json"
 METHODS = {"SGD": "sgd", "IS": "is", "SGLD": "sgld", "HR": "hr", "Entropy-SGD": "entropy-sgd", "SAM": "sam"}
+# Loss-matched controls: SGD stopped early (a prefix of the SGD run: same init and minibatches), at training
+# losses near those the paper's methods reach after 500 updates (HR ≈ 1.4 ~ SGD at 100; IS ≈ 0.8 ~ SGD at 300).
+CONTROLS = {"SGD, 100 updates": 100, "SGD, 300 updates": 300}
+METHODS.update({label: "sgd" for label in CONTROLS})
 
 
 def _slug(label):
-    return label.lower().replace("-", "")
+    return "".join(c for c in label.lower() if c.isalnum())
 
 
 def train_runs(seeds, cache: Path, labels=tuple(METHODS), n_updates=500, printer=print):
@@ -36,7 +40,8 @@ def train_runs(seeds, cache: Path, labels=tuple(METHODS), n_updates=500, printer
             stem = cache / f"{_slug(label)}-seed{seed}"
             if Path(f"{stem}.params.npy").exists():
                 continue
-            cfg = TrainConfig(METHODS[label], n_updates=n_updates, eval_every=100, seed=seed, backend="cpu")
+            cfg = TrainConfig(METHODS[label], n_updates=CONTROLS.get(label, n_updates), eval_every=50, seed=seed,
+                              backend="cpu")
             data = load_data(cfg) if data is None else data
             start = time.process_time()
             res = train(cfg, data=data, progress=False)
@@ -151,72 +156,107 @@ def flatness_table(summary, store) -> str:
     return "\n".join(lines)
 
 
-MEASURES = ((lambda r: r["sharpness"]["value"], "sharpness"), (lambda r: r["hessian_trace"]["value"], "tr ∇²f"))
+MEASURES = ((lambda r: r["sharpness"]["value"], "sharpness"), (lambda r: r["hessian_trace"]["value"], "tr ∇²f"),
+            (lambda r: r["test_accuracy"] - r["weight_noise"]["0.05"]["value"], "accuracy drop at σ=0.05"))
 
 
-def _paired(store, label, get):
-    """(mean, SE) over seeds of get(run of label) − get(SGD run of the same seed): paired by seed and noise."""
-    sgd = {r["seed"]: get(r) for r in store["runs"] if r["label"] == "SGD"}
-    d = np.array([get(r) - sgd[r["seed"]] for r in store["runs"] if r["label"] == label and r["seed"] in sgd])
+def _paired(store, label, get, ref="SGD"):
+    """(mean, SE) over seeds of get(run of label) − get(ref run of the same seed): paired by seed and noise."""
+    base = {r["seed"]: get(r) for r in store["runs"] if r["label"] == ref}
+    d = np.array([get(r) - base[r["seed"]] for r in store["runs"] if r["label"] == label and r["seed"] in base])
     if d.size < 2:
-        return (float(d.mean()) if d.size else float("nan")), float("nan")
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+        return (float(d.mean()) if d.size else float("nan")), float("nan"), int(d.size)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), int(d.size)
 
 
 def _z(diff):
-    mean, se = diff
+    mean, se, _ = diff
     return mean / se if np.isfinite(se) and se > 0 else float("nan")
 
 
+def _significant(diff) -> int:
+    """−1 / +1 when the paired t statistic passes Student's two-sided 95% point with n − 1 dof, else 0."""
+    from scipy.stats import t as student
+    z, n = _z(diff), diff[2]
+    if not np.isfinite(z) or n < 2:
+        return 0
+    return int(np.sign(z)) if abs(z) > student.ppf(0.975, n - 1) else 0
+
+
+def _measures(store):
+    taus = list(store["runs"][0]["local_entropy"])
+    return list(MEASURES) + [((lambda r, t=t: r["local_entropy"][t]["value"] - r["train_loss"]),
+                              f"F_τ − f (τ={t})") for t in taus]
+
+
+def _compare(store, label, ref):
+    """(line of text, [measures where label is flatter], [... sharper]) for label − ref."""
+    parts, flatter, sharper = [], [], []
+    for get, name in _measures(store):
+        diff = _paired(store, label, get, ref)
+        z, sig = _z(diff), _significant(diff)
+        (flatter if sig < 0 else sharper if sig > 0 else []).append(name)
+        parts.append(f"{name} {diff[0]:+.3g} ({z:+.1f} SE)")
+    loss = _paired(store, label, lambda r: r["train_loss"], ref)
+    parts.append(f"train loss {loss[0]:+.3f} ({_z(loss):+.1f} SE)")
+    return f"- **{label}** − {ref}: " + "; ".join(parts) + ".", flatter, sharper
+
+
+def _matched_reference(summary, label):
+    """The SGD run (500 updates or a CONTROLS checkpoint) whose mean training loss is closest to label's."""
+    refs = [r for r in ("SGD", *CONTROLS) if r in summary]
+    return min(refs, key=lambda r: abs(summary[r]["train_loss"][0] - summary[label]["train_loss"][0]))
+
+
 def reading(summary, store) -> str:
-    """What the numbers say about the paper's motivating claim (§1): each method against SGD, in SEs."""
+    """What the numbers say about the paper's motivating claim (§1): against SGD and loss-matched SGD, in SEs."""
     if "SGD" not in summary:
         return "No SGD runs stored: no comparison."
-    taus = list(next(r for r in store["runs"])["local_entropy"])
-    measures = list(MEASURES) + [((lambda r, t=t: r["local_entropy"][t]["value"] - r["train_loss"]),
-                                  f"F_τ − f (τ={t})") for t in taus]
-    lines, flatter, sharper = [], [], []
+    vs_sgd, vs_matched, found = [], [], {"flat": [], "sharp": [], "mflat": [], "msharp": [], "peer": []}
     for label in summary:
         if label == "SGD":
             continue
-        loss = _paired(store, label, lambda r: r["train_loss"])
-        parts = []
-        for get, name in measures:
-            diff = _paired(store, label, get)
-            z = _z(diff)
-            verdict = "flatter" if z < -2 else "sharper" if z > 2 else "not resolved"
-            if z < -2:
-                flatter.append((label, name, loss))
-            elif z > 2:
-                sharper.append((label, name, loss))
-            parts.append(f"{name} {diff[0]:+.3g} ({z:+.1f} SE, {verdict})")
-        parts.append(f"train loss {loss[0]:+.3f} ({_z(loss):+.1f} SE)")
-        lines.append(f"- **{label}** − SGD: " + "; ".join(parts) + ".")
+        line, flat, sharp = _compare(store, label, "SGD")
+        vs_sgd.append(line)
+        if label in PAPER_METHODS:
+            found["flat"] += [f"{label} on {m}" for m in flat]
+            found["sharp"] += [f"{label} on {m}" for m in sharp]
+        elif label not in CONTROLS:
+            found["peer"] += [f"{label} on {m}" for m in flat]
+        if label in PAPER_METHODS or label not in CONTROLS:
+            ref = _matched_reference(summary, label)
+            if ref != "SGD":
+                line, flat, sharp = _compare(store, label, ref)
+                vs_matched.append(line)
+            if label in PAPER_METHODS:
+                found["mflat"] += [f"{label} on {m} (vs {ref})" for m in flat]
+                found["msharp"] += [f"{label} on {m} (vs {ref})" for m in sharp]
 
-    def listing(found):
-        if not found:
-            return "no measure"
-        return ", ".join(f"{lab} on {name}" + (f" (but its train loss is higher by {ls[0]:.2f}, {_z(ls):.0f} SE)"
-                                                 if _z(ls) > 2 else "") for lab, name, ls in found)
-    paper_flat = [f for f in flatter if f[0] in PAPER_METHODS]
-    confounded = [f for f in paper_flat if _z(f[2]) > 2]
+    def listing(items):
+        return ", ".join(items) if items else "no measure"
     text = ("**What the data says about the paper's motivating claim** (local entropy and heat regularization "
-            "steer training toward wide minima). Differences are method − SGD paired by seed (same initial "
-            "weights, minibatches and measurement noise), in standard errors over seeds; |z| > 2 counts. "
-            f"Flatter than SGD, among the paper's methods: {listing(paper_flat)}. Sharper than SGD: "
-            f"{listing([f for f in sharper if f[0] in PAPER_METHODS])}. Peers flatter than SGD: "
-            f"{listing([f for f in flatter if f[0] not in PAPER_METHODS])}. ")
-    if paper_flat and len(confounded) == len(paper_flat):
-        text += ("Every 'flatter' finding for the paper's methods comes with a markedly higher training loss: "
-                 "after 500 updates those weights are not at a minimum of comparable depth, and lower curvature "
-                 "there is what an under-trained point on the slope shows, so this data does not show that the "
-                 "paper's methods find flatter minima.")
-    elif paper_flat:
-        text += ("Some 'flatter' findings for the paper's methods hold at a training loss comparable to SGD's "
-                 "(listed without a caveat above): on those measures the data is consistent with the claim.")
+            "steer training toward wide minima). Differences are paired by seed (same initial weights, minibatches "
+            "and measurement noise) and given in standard errors over seeds; a difference counts when |t| exceeds "
+            "Student's two-sided 95% point with (seeds − 1) degrees of freedom (2.78 for 5 seeds). Against SGD after "
+            f"500 updates, the paper's methods are flatter on: {listing(found['flat'])}; sharper on: "
+            f"{listing(found['sharp'])}. The peers are flatter on: {listing(found['peer'])}. ")
+    text += ("But the methods stop at different training losses, and curvature falls as one climbs back up the "
+             "loss surface, so each method is also compared with the SGD run (a prefix of the same run: "
+             + ", ".join(["500 updates"] + [f"{n} updates" for n in CONTROLS.values()])
+             + ") whose training loss is closest to its own. Against that loss-matched SGD the paper's methods are "
+             f"flatter on: {listing(found['mflat'])}; sharper on: {listing(found['msharp'])}. ")
+    if found["mflat"]:
+        text += "Where a method is flatter than loss-matched SGD the data is consistent with the claim."
+    elif found["flat"]:
+        text += ("Every flatter reading against SGD at 500 updates disappears against SGD at a matched training "
+                 "loss: in this data the paper's methods do not find flatter minima; they stop higher on the "
+                 "loss surface, where SGD's weights were as flat.")
     else:
         text += "On these measures the data shows no flatter minima for the paper's methods."
-    return text + "\n\n" + "\n".join(lines)
+    text += "\n\nAgainst SGD after 500 updates:\n\n" + "\n".join(vs_sgd)
+    if vs_matched:
+        text += "\n\nAgainst the loss-matched SGD run:\n\n" + "\n".join(vs_matched)
+    return text
 
 
 def plot_noise(summary, path) -> Path:
@@ -265,9 +305,9 @@ def main(argv=None) -> int:
     parser.add_argument("phase", choices=["train", "measure", "show"])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--cache", default="kltrain-results/flatness", help="folder of the trained weights")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=";".join(METHODS), help="labels separated by ';'")
     args = parser.parse_args(argv)
-    labels = tuple(args.methods.split(","))
+    labels = tuple(args.methods.split(";"))
     if args.phase == "train":
         train_runs(range(args.seeds), Path(args.cache), labels)
     elif args.phase == "measure":
