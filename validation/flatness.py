@@ -296,6 +296,13 @@ def flatness_section(report, path=DATA) -> None:
              f"ρ-ball by {cfg.get('ascent_steps')} projected-ascent steps; tr ∇²f by Hutchinson with "
              f"{cfg.get('hessian_probes')} probes; accuracy on the 1,000 test images under weight noise, "
              f"{cfg.get('noise_draws')} draws per σ. All runs share the measures' noise (common random numbers).")
+    J = cfg.get("le_samples") or 1
+    low = sorted({t for r in summary.values() for t in [k[3:] for k in r if k.startswith("ess")]
+                  if r[f"ess{t}"] < J / 4})
+    if low:
+        intro += (f" At τ = {', '.join(low)} some methods' median ESS is below J/4: there F̂_τ rests on a few "
+                  "samples and, as −log of a sample mean, is biased upward by an amount its SE does not show; read "
+                  "that column as a rough comparison only.")
     report.add_section(TITLE, intro + "\n\n" + flatness_table(summary, store) + "\n\n" + reading(summary, store)
                        + f"\n\n![accuracy under weight noise](figures/{figure.name})")
 
