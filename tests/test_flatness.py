@@ -164,3 +164,17 @@ def test_the_report_reading_follows_the_data():
     assert "IS on sharpness" in reading(summarize(store), store)
     null = _synthetic_store(0.0)
     assert "the paper's methods are flatter on: no measure" in reading(summarize(null), null)   # control
+
+
+def test_flatness_section_renders_the_table_and_figure(tmp_path):
+    import json
+
+    from validation.flatness import TITLE, flatness_section
+    from validation.report import Report
+    store = _synthetic_store(0.01)
+    store["meta"] = {"flatness_config": {"le_samples": 64, "rho": 0.05}}
+    (tmp_path / "f.json").write_text(json.dumps(store))
+    report = Report(tmp_path / "out")
+    flatness_section(report, tmp_path / "f.json")
+    title, body = report.sections[-1]
+    assert title == TITLE and "| IS | 4 |" in body and (tmp_path / "out" / "figures" / "flatness-weight-noise.png").exists()
