@@ -9,8 +9,8 @@ K_SIGMA standard errors; each control must lie outside that band.
 import numpy as np
 import pytest
 
-from kltrain.flatness import (ReducedPerturbation, hessian_trace, local_entropy_is, sharpness,
-                              weight_noise_accuracy)
+from kltrain.flatness import (ReducedPerturbation, hessian_trace, local_entropy_is, output_layer_trace,
+                              sharpness, weight_noise_accuracy)
 from kltrain.netloss import MinibatchLoss
 from kltrain.nets import MLP
 from toyproblems.losses import Quadratic
@@ -45,6 +45,19 @@ def test_hessian_trace_of_a_tiny_net_matches_the_coordinate_sum():
     est, se = hessian_trace(loss, x, n_probes=1000, rng=2)
     assert abs(est - exact) <= K_SIGMA * se + 1e-3 * abs(exact)
     assert abs(est - 1.5 * exact) > K_SIGMA * se + 1e-3 * abs(exact)   # control: a 50% error
+
+
+def test_output_layer_trace_is_the_last_layers_diagonal_by_central_differences():
+    r = np.random.default_rng(0)
+    net = MLP((5, 4, 3))
+    X, y = np.abs(r.normal(size=(10, 5))), r.integers(0, 3, 10)
+    x = net.init(r).astype(np.float64) + 0.1
+    f = lambda p: net.loss(p, X, y)                            # noqa: E731  (float64 forward)
+    h, last = 1e-4, range(net.layer_offsets[-1][0], net.n_params)
+    diag = [(f(x + h * e) - 2 * f(x) + f(x - h * e)) / h ** 2 for e in np.eye(x.size)[list(last)]]
+    assert output_layer_trace(net, x, X, y) == pytest.approx(sum(diag), rel=1e-5)
+    all_diag = sum((f(x + h * e) - 2 * f(x) + f(x - h * e)) / h ** 2 for e in np.eye(x.size))
+    assert output_layer_trace(net, x, X, y) != pytest.approx(all_diag, rel=1e-3)   # control: not the full trace
 
 
 def test_local_entropy_is_matches_the_closed_form():

@@ -74,7 +74,7 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
     import platform
     from dataclasses import asdict
 
-    from kltrain.flatness import FlatnessConfig, ReducedPerturbation, measure
+    from kltrain.flatness import FlatnessConfig, ReducedPerturbation, measure, output_layer_trace
     from kltrain.flatness_cli import summary_line
     from kltrain.nets import MLP
     from kltrain.training import TrainConfig, load_data
@@ -86,6 +86,11 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
                      "shared with other jobs; NUMBA_NUM_THREADS=1"}
     done = {(r["label"], r["seed"]) for r in store["runs"]}
     X, y, Xt, yt = load_data(TrainConfig("sgd"))
+    for rec in store["runs"]:                                    # records measured before this field existed
+        weights = cache / f"{_slug(rec['label'])}-seed{rec['seed']}.params.npy"
+        if "output_layer_trace" not in rec and weights.exists():
+            rec["output_layer_trace"] = output_layer_trace(MLP.hidden(), np.load(weights), X, y)
+    _write(store, path)
     reduced = None
     for seed in seeds:
         for label in labels:
@@ -125,7 +130,8 @@ def summarize(store) -> dict:
         row = {"seeds": len(runs), "test_accuracy": _stats([r["test_accuracy"] for r in runs]),
                "train_loss": _stats([r["train_loss"] for r in runs]),
                "sharpness": _stats([r["sharpness"]["value"] for r in runs]),
-               "hessian_trace": _stats([r["hessian_trace"]["value"] for r in runs])}
+               "hessian_trace": _stats([r["hessian_trace"]["value"] for r in runs]),
+               "output_layer_trace": _stats([r.get("output_layer_trace", np.nan) for r in runs])}
         for tau in runs[0]["local_entropy"]:
             row[f"F{tau}"] = _stats([r["local_entropy"][tau]["value"] for r in runs])
             row[f"gap{tau}"] = _stats([r["local_entropy"][tau]["value"] - r["train_loss"] for r in runs])
@@ -145,18 +151,20 @@ def flatness_table(summary, store) -> str:
     taus = [k[3:] for k in next(iter(summary.values())) if k.startswith("gap")]
     sigma = "0.05" if any("acc0.05" in r for r in summary.values()) else None
     head = (["method", "seeds", "test acc.", "train loss f"] + [f"F_τ − f, τ={t} (ESS)" for t in taus]
-            + [f"sharpness ρ={cfg.get('rho', 0.05)}", "tr ∇²f"] + ([f"acc. at σ={sigma}"] if sigma else []))
+            + [f"sharpness ρ={cfg.get('rho', 0.05)}", "tr ∇²f (Hutchinson)", "tr ∇²f, last layer (exact)"]
+            + ([f"acc. at σ={sigma}"] if sigma else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in summary.items():
         cells = [label, str(r["seeds"]), _pm(r["test_accuracy"]), _pm(r["train_loss"])]
         cells += [f"{_pm(r[f'gap{t}'])} ({r[f'ess{t}']:.0f})" for t in taus]
-        cells += [_pm(r["sharpness"], ".4f"), _pm(r["hessian_trace"], ".1f")]
+        cells += [_pm(r["sharpness"], ".4f"), _pm(r["hessian_trace"], ".1f"), _pm(r["output_layer_trace"], ".2f")]
         cells += [_pm(r[f"acc{sigma}"])] if sigma else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 MEASURES = ((lambda r: r["sharpness"]["value"], "sharpness"), (lambda r: r["hessian_trace"]["value"], "tr ∇²f"),
+            (lambda r: r.get("output_layer_trace", np.nan), "last-layer tr ∇²f"),
             (lambda r: r["test_accuracy"] - r["weight_noise"]["0.05"]["value"], "accuracy drop at σ=0.05"))
 
 
@@ -240,8 +248,9 @@ def reading(summary, store) -> str:
             "Student's two-sided 95% point with (seeds − 1) degrees of freedom (2.78 for 5 seeds). Against SGD after "
             f"500 updates, the paper's methods are flatter on: {listing(found['flat'])}; sharper on: "
             f"{listing(found['sharp'])}. The peers are flatter on: {listing(found['peer'])}. ")
-    text += ("But the methods stop at different training losses, and curvature falls as one climbs back up the "
-             "loss surface, so each method is also compared with the SGD run (a prefix of the same run: "
+    text += ("But the methods stop at different training losses, and the measures change along one SGD run as its "
+             "loss falls (rows 'SGD, 100/300 updates'), so each method is also compared with the SGD run (a prefix "
+             "of the same run: "
              + ", ".join(["500 updates"] + [f"{n} updates" for n in CONTROLS.values()])
              + ") whose training loss is closest to its own. Against that loss-matched SGD the paper's methods are "
              f"flatter on: {listing(found['mflat'])}; sharper on: {listing(found['msharp'])}. ")
@@ -294,7 +303,10 @@ def flatness_section(report, path=DATA) -> None:
              f"reduced coordinates with J = {cfg.get('le_samples')} samples per τ (median ESS in brackets; shown "
              f"as F_τ − f(x), the rise of the loss in a τ-neighbourhood); sharpness = max loss rise in a "
              f"ρ-ball by {cfg.get('ascent_steps')} projected-ascent steps; tr ∇²f by Hutchinson with "
-             f"{cfg.get('hessian_probes')} probes; accuracy on the 1,000 test images under weight noise, "
+             f"{cfg.get('hessian_probes')} probes and central differences of the gradient at distance "
+             f"{cfg.get('hessian_step')} — for a ReLU net the trace of the Hessian averaged over that segment, "
+             "kinks included (terms of either sign: it can fall below the exact, a.e. trace of the last layer "
+             "alone, shown beside it, which is a lower bound for the a.e. Hessian's trace); accuracy on the 1,000 test images under weight noise, "
              f"{cfg.get('noise_draws')} draws per σ. All runs share the measures' noise (common random numbers).")
     J = cfg.get("le_samples") or 1
     low = sorted({t for r in summary.values() for t in [k[3:] for k in r if k.startswith("ess")]
