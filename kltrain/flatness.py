@@ -257,6 +257,7 @@ def measure(net: MLP, x, train, test, config: FlatnessConfig = FlatnessConfig(),
     out["hessian_trace"] = hessian_trace(full, x, n_probes=config.hessian_probes, rng=np.random.default_rng(h_ss),
                                          step=config.hessian_step)._asdict()
     out["output_layer_trace"] = output_layer_trace(net, x, *train)
+    out["weight_norm"] = float(np.linalg.norm(np.asarray(x, np.float64)))   # curvature and noise scale with it
     noise = weight_noise_accuracy(net, x, *test, config.sigmas, n_draws=config.noise_draws,
                                   rng=np.random.default_rng(wn_ss))
     out["weight_noise"] = {repr(s): e._asdict() for s, e in noise.items()}

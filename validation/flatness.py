@@ -90,6 +90,8 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
         weights = cache / f"{_slug(rec['label'])}-seed{rec['seed']}.params.npy"
         if "output_layer_trace" not in rec and weights.exists():
             rec["output_layer_trace"] = output_layer_trace(MLP.hidden(), np.load(weights), X, y)
+        if "weight_norm" not in rec and weights.exists():
+            rec["weight_norm"] = float(np.linalg.norm(np.load(weights).astype(np.float64)))
     _write(store, path)
     reduced = None
     for seed in seeds:
@@ -129,6 +131,7 @@ def summarize(store) -> dict:
             continue
         row = {"seeds": len(runs), "test_accuracy": _stats([r["test_accuracy"] for r in runs]),
                "train_loss": _stats([r["train_loss"] for r in runs]),
+               "weight_norm": _stats([r.get("weight_norm", np.nan) for r in runs]),
                "sharpness": _stats([r["sharpness"]["value"] for r in runs]),
                "hessian_trace": _stats([r["hessian_trace"]["value"] for r in runs]),
                "output_layer_trace": _stats([r.get("output_layer_trace", np.nan) for r in runs])}
@@ -150,12 +153,12 @@ def flatness_table(summary, store) -> str:
     cfg = store["meta"].get("flatness_config", {})
     taus = [k[3:] for k in next(iter(summary.values())) if k.startswith("gap")]
     sigma = "0.05" if any("acc0.05" in r for r in summary.values()) else None
-    head = (["method", "seeds", "test acc.", "train loss f"] + [f"F_τ − f, τ={t} (ESS)" for t in taus]
+    head = (["method", "seeds", "test acc.", "train loss f", "‖x‖"] + [f"F_τ − f, τ={t} (ESS)" for t in taus]
             + [f"sharpness ρ={cfg.get('rho', 0.05)}", "tr ∇²f (Hutchinson)", "tr ∇²f, last layer (exact)"]
             + ([f"acc. at σ={sigma}"] if sigma else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in summary.items():
-        cells = [label, str(r["seeds"]), _pm(r["test_accuracy"]), _pm(r["train_loss"])]
+        cells = [label, str(r["seeds"]), _pm(r["test_accuracy"]), _pm(r["train_loss"]), _pm(r["weight_norm"], ".1f")]
         cells += [f"{_pm(r[f'gap{t}'])} ({r[f'ess{t}']:.0f})" for t in taus]
         cells += [_pm(r["sharpness"], ".4f"), _pm(r["hessian_trace"], ".1f"), _pm(r["output_layer_trace"], ".2f")]
         cells += [_pm(r[f"acc{sigma}"])] if sigma else []
@@ -220,7 +223,7 @@ def reading(summary, store) -> str:
     """What the numbers say about the paper's motivating claim (§1): against SGD and loss-matched SGD, in SEs."""
     if "SGD" not in summary:
         return "No SGD runs stored: no comparison."
-    vs_sgd, vs_matched, found = [], [], {"flat": [], "sharp": [], "mflat": [], "msharp": [], "peer": []}
+    vs_sgd, vs_matched, unmatched, found = [], [], [], {"flat": [], "sharp": [], "mflat": [], "msharp": [], "peer": []}
     for label in summary:
         if label == "SGD":
             continue
@@ -233,6 +236,11 @@ def reading(summary, store) -> str:
             found["peer"] += [f"{label} on {m}" for m in flat]
         if label in PAPER_METHODS or label not in CONTROLS:
             ref = _matched_reference(summary, label)
+            gap = summary[label]["train_loss"][0] - summary[ref]["train_loss"][0]
+            if abs(gap) > 0.25 * summary[ref]["train_loss"][0]:     # no SGD checkpoint near this loss
+                unmatched.append(f"{label} (train loss {summary[label]['train_loss'][0]:.2f}; nearest SGD "
+                                 f"checkpoint {ref} at {summary[ref]['train_loss'][0]:.2f})")
+                continue
             if ref != "SGD":
                 line, flat, sharp = _compare(store, label, ref)
                 vs_matched.append(line)
@@ -254,8 +262,14 @@ def reading(summary, store) -> str:
              + ", ".join(["500 updates"] + [f"{n} updates" for n in CONTROLS.values()])
              + ") whose training loss is closest to its own. Against that loss-matched SGD the paper's methods are "
              f"flatter on: {listing(found['mflat'])}; sharper on: {listing(found['msharp'])}. ")
+    if unmatched:
+        text += f"No loss-matched comparison for: {'; '.join(unmatched)}. "
     if found["mflat"]:
-        text += "Where a method is flatter than loss-matched SGD the data is consistent with the claim."
+        text += ("Where a method is flatter than loss-matched SGD the data is consistent with the claim — with the "
+                 "caveats that curvature and weight-noise robustness are not invariant to rescaling the weights "
+                 "(Dinh et al. 2017; compare the ‖x‖ column), and that SAM's own measure (sharpness in a ρ-ball) "
+                 "is the one that does not separate them.") if not any("sharpness" in f for f in found["mflat"]) \
+            else "Where a method is flatter than loss-matched SGD the data is consistent with the claim."
     elif found["flat"]:
         text += ("Every flatter reading against SGD at 500 updates disappears against SGD at a matched training "
                  "loss: in this data the paper's methods do not find flatter minima; they stop higher on the "
