@@ -24,6 +24,8 @@ def _bench(args) -> int:
 
 
 def _train(args) -> int:
+    import numpy as np
+
     from ._io import prepare_dir
     from .training import TrainConfig, train
     out = prepare_dir(args.out)  # created and probed before any work
@@ -52,6 +54,8 @@ def _train(args) -> int:
     except (KeyboardInterrupt, FloatingPointError):
         print(f"kept the evaluations so far in {stem}.json/.csv", file=sys.stderr)
         raise
+    if result.final_params is not None:  # final weights, for `kltrain flatness`
+        np.save(f"{stem}.params.npy", result.final_params)
     for u, a in zip(result.eval_updates, result.test_accuracy):
         print(f"update {u:>5}  held-out accuracy {a:.4f}")
     median = f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; " if result.seconds else ""
@@ -85,6 +89,11 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _flatness(args) -> int:
+    from .flatness_cli import run_flatness
+    return run_flatness(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     from .experiments import NAMES
+    from .training import ALGORITHMS
     train = sub.add_parser("train", help="train an MLP on MNIST with SGD, IS, SGLD or HR (paper §6)")
-    train.add_argument("--algo", required=True, choices=["sgd", "is", "sgld", "hr"])
+    train.add_argument("--algo", required=True, choices=list(ALGORITHMS))
     train.add_argument("--net", default="hidden", choices=["small", "hidden"])
     train.add_argument("--updates", type=at_least(0), default=500)
     train.add_argument("--tau", type=positive_float, default=0.01, help="τ (the start τ₀ with --tau-scoping)")
@@ -140,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--overwrite", action="store_true", help="replace run files that hold a different config")
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
+
+    from .flatness_cli import add_arguments
+    flat = sub.add_parser("flatness", help="flatness of trained weights: F_τ, sharpness, Hessian trace, weight noise")
+    add_arguments(flat)
+    flat.set_defaults(func=_flatness)
 
     dist = sub.add_parser("bench-distributed", help="IS update throughput on 1 and 2 local Dask workers")
     dist.add_argument("--samples", default="10000,100000", type=comma_counts, help="comma-separated J values")

@@ -48,7 +48,8 @@ class Experiment:
 def _paper_four(**common):
     return {"SGD": TrainConfig("sgd", **common), "IS": TrainConfig("is", **common),
             "SGLD": TrainConfig("sgld", **common), "HR": TrainConfig("hr", **common),
-            "SGLD, s=0.01": TrainConfig("sgld", sgld_noise_scale=THERMAL, **common)}
+            "SGLD, s=0.01": TrainConfig("sgld", sgld_noise_scale=THERMAL, **common),
+            "Entropy-SGD": TrainConfig("entropy-sgd", **common), "SAM": TrainConfig("sam", **common)}  # peers
 
 
 def _fig_6_2():

@@ -31,10 +31,12 @@ from .estimators import SGLD, ImportanceSampling, RobbinsMonro
 from .kernels import BACKENDS
 from .netloss import TrainingSet
 from .nets import MLP
+from .peers import SAM, EntropySGD
 from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping
 from .schemes import SGD, Heat, LocalEntropy, SwitchAfter, check_step, step_context
 
-ALGORITHMS = ("sgd", "is", "sgld", "hr")
+ALGORITHMS = ("sgd", "is", "sgld", "hr", "entropy-sgd", "sam")
+PEER_LABELS = {"entropy-sgd": "Entropy-SGD", "sam": "SAM"}  # peers (kltrain.peers), not the paper's
 DATASETS = ("mnist", "fashion-mnist")
 NETS = {"small": MLP.small, "hidden": MLP.hidden}
 
@@ -43,7 +45,7 @@ NETS = {"small": MLP.small, "hidden": MLP.hidden}
 class TrainConfig:
     """Settings of one training run; defaults are the paper's (§6.2, Fig 6.1)."""
 
-    algorithm: str                      # sgd | is | sgld | hr
+    algorithm: str                      # sgd | is | sgld | hr | entropy-sgd | sam (kltrain.peers)
     net: str = "hidden"                 # small (784–10) | hidden (784–200–10)
     n_updates: int = 500                # parameter updates (paper: 500)
     batch_size: int = 20                # minibatch (paper: 20)
@@ -109,12 +111,13 @@ class TrainConfig:
                                                    projected=self.projected, noise_scale=self.sgld_noise_scale)),
             "hr": lambda: Heat(tau, RobbinsMonro(self.hr_iterations, self.hr_samples, c=self.hr_c,
                                                  alpha=self.hr_alpha, projected=self.projected)),
+            "entropy-sgd": EntropySGD, "sam": lambda: SAM(self.learning_rate),
         }[self.algorithm]()
         return SwitchAfter(SGD(self.learning_rate), rule, self.sgd_first) if self.sgd_first else rule
 
     @property
     def label(self) -> str:
-        name = self.algorithm.upper()
+        name = PEER_LABELS.get(self.algorithm, self.algorithm.upper())
         return f"SGD→{name}" if self.sgd_first and self.algorithm != "sgd" else name
 
 
@@ -129,6 +132,7 @@ class TrainResult:
     seconds: list = field(default_factory=list)          # wall time of each update
     taus: list = field(default_factory=list)
     status: str = "running"                              # running | done | interrupted | diverged
+    final_params: np.ndarray | None = field(default=None, repr=False)  # the weights after the last update
 
     @property
     def config_hash(self) -> str:

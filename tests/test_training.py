@@ -81,7 +81,7 @@ def test_table_6_1_quick_prints_the_paper_row(tmp_path):
     result = run_experiment("table-6.1", quick=True, out=tmp_path, progress=False, printer=lambda s: None)
     table = (tmp_path / "table-6.1-quick" / "table.md").read_text()
     assert "SGLD (paper, at 100–500 updates) | 0.72" in table and "SGLD, s=0.01 (ours, 1 seeds)" in table
-    assert set(result.runs) == {"SGD", "IS", "SGLD", "HR", "SGLD, s=0.01"}
+    assert set(result.runs) == {"SGD", "IS", "SGLD", "HR", "SGLD, s=0.01", "Entropy-SGD", "SAM"}
 
 
 def test_train_cli(tmp_path, capsys):

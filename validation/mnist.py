@@ -165,5 +165,8 @@ def run(report, mode: str, progress=False) -> None:
     if mode in ("full", "quick"):
         figure_sections(report, quick=quick, progress=progress)
     is_sweep_section(report, quick=quick, progress=progress, stored_only=mode == "default")
+    if mode == "full":  # issue 14: flatness of every method's final weights, from the stored study
+        from .flatness import flatness_section
+        flatness_section(report)
     from .gpu_report import gpu_section
     gpu_section(report)
