@@ -47,6 +47,7 @@ class OptionalLoss(Protocol):
 
     dim: int             # the dimension d: a point of another dimension is refused
     length_scale: float  # the smallest feature size of f: GridQuadrature's node spacing
+    source: object       # what ``resample`` draws from (an MLP minibatch's TrainingSet; None: it cannot)
 
     def values(self, X: np.ndarray) -> np.ndarray:
         """f at each row of X (n, d): importance sampling, grids. Default: a loop over ``value``."""

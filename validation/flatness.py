@@ -283,10 +283,9 @@ def reading(summary, store) -> str:
 
 
 def plot_noise(summary, path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for label, r in summary.items():
         sig = [0.0] + [float(k[3:]) for k in r if k.startswith("acc")]
         stats = [r["test_accuracy"]] + [r[k] for k in r if k.startswith("acc")]
@@ -298,7 +297,6 @@ def plot_noise(summary, path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
