@@ -22,7 +22,7 @@ def _train(args) -> int:
     from .training import TrainConfig, train
     cfg = TrainConfig(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
-                      sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
+                      sgld_offset=args.sgld_offset, sgld_temperature=args.sgld_temperature,
                       hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
                       projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
                       dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
@@ -42,6 +42,8 @@ def _train(args) -> int:
 def _reproduce(args) -> int:
     from .bench import HEADER, run_bench
     from .experiments import run_experiment
+    if args.experiment == "table-6.1-readings":
+        return _readings(args)
     if args.experiment == "table-6.2":
         print(HEADER)
         out = f"{args.out}/table-6.2/bench.json"
@@ -52,6 +54,17 @@ def _reproduce(args) -> int:
     run_experiment(args.experiment, seeds=args.seeds, quick=args.quick, out=args.out, backend=args.backend,
                    progress=not args.no_progress, scheduler=args.scheduler, workers=args.workers)
     print(f"wrote {args.out}/{args.experiment}/")
+    return 0
+
+
+def _readings(args) -> int:
+    from .readings import READINGS, StudyConfig, run_study
+    names = tuple(args.readings.split(",")) if args.readings else tuple(READINGS)
+    grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
+    study = StudyConfig(seeds=args.seeds or (1 if args.quick else 5), beta_seeds=args.beta_seeds, readings=names,
+                        beta_grid=grid, quick=args.quick, dataset=args.dataset)
+    run_study(study, out=args.out, progress=not args.no_progress)
+    print(f"wrote {args.out}/table-6.1-readings{'' if args.dataset == 'mnist' else '-' + args.dataset}/")
     return 0
 
 
@@ -79,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     train.add_argument("--samples", type=int, default=1000, help="IS samples / SGLD chain length")
     train.add_argument("--sgld-offset", type=float, default=1000.0, help="ε_j = 1/(offset + j)")
-    train.add_argument("--sgld-noise-scale", type=float, default=1.0, help="Langevin noise scale (Entropy-SGD: 0.01)")
+    train.add_argument("--sgld-temperature", type=float, default=1.0,
+                       help="T: Langevin noise variance T·ε_j, target ∝ q^(1/T) (1 as printed; T < 1 tends to prox_τf)")
     train.add_argument("--hr-iterations", type=int, default=30)
     train.add_argument("--hr-samples", type=int, default=30)
     train.add_argument("--sgd-first", type=int, default=0, help="SGD updates before switching (§6.3)")
@@ -95,12 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
-    rep.add_argument("experiment", choices=NAMES)
+    rep.add_argument("experiment", choices=NAMES + ("table-6.1-readings",))
     rep.add_argument("--quick", action="store_true", help="tiny runs (CI): 40 updates, 100 samples, 1 seed")
     rep.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default: 5 for tables)")
     rep.add_argument("--out", default="kltrain-results")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     rep.add_argument("--no-progress", action="store_true")
+    readings = rep.add_argument_group("table-6.1-readings (issue 10's falsification study)")
+    readings.add_argument("--readings", default=None, help="comma-separated readings (default: all)")
+    readings.add_argument("--betas", default="1,2,5,10,20,50", help="β grid of the loss-scale control ('' to skip)")
+    readings.add_argument("--beta-seeds", type=int, default=None, help="seeds for the β control (default: --seeds)")
+    readings.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
 

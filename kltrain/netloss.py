@@ -9,7 +9,14 @@ It also offers the fast paths the estimators look for —
 (:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
 
 ``TrainingSet(net, X, y, batch_size)`` draws minibatch losses; a loss drawn
-from it can ``resample(rng)`` (SGLD's ``fresh_minibatch`` option).
+from it can ``resample(rng)`` (the ``fresh_minibatch`` option of SGLD and Robbins–Monro).
+
+``scale`` β turns f into β·f (β = batch size: the *sum* of per-example losses, a
+``reduce_sum``, instead of the mean). Every path sees β·f: ``value``/``grad``,
+IS log weights −β·f(x_j) (:func:`~kltrain.estimators.importance.rescaled_partial`),
+Robbins–Monro's τβ∇f (the kernels' ``grad_scale``) and the SGLD chain, run by the
+kernels as the identical chain with τ' = βτ, ε'_j = βε_j and noise scale s/√β:
+y − (ε'/2)(∇f − (x − y)/τ') + s√(ε'/β) ξ = y − (ε/2)(β∇f − (x − y)/τ) + s√ε ξ.
 """
 
 from __future__ import annotations
@@ -20,13 +27,17 @@ from ._checks import as_generator, check_count
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
 from .nets import MLP
+from .estimators.importance import rescaled_partial
 from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
 
 class MinibatchLoss:
     """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`MLP`."""
 
-    def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None):
+    def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None, scale: float = 1.0):
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        self.scale = float(scale)
         self.net = net
         self.batch = Minibatch.build(net, X, y)
         self.backend_name, self.backend = _backend(backend)
@@ -38,13 +49,16 @@ class MinibatchLoss:
 
     # -- the loss protocol -----------------------------------------------------
     def value(self, x) -> float:
-        return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
+        return self.scale * self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
     def grad(self, x) -> np.ndarray:
-        return self.backend.loss_and_grad(self.batch, x)[1]
+        return self.loss_and_grad(x)[1]
 
     def loss_and_grad(self, x):
-        return self.backend.loss_and_grad(self.batch, x)
+        loss, grad = self.backend.loss_and_grad(self.batch, x)
+        if self.scale == 1.0:
+            return loss, grad
+        return self.scale * loss, np.float32(self.scale) * grad
 
     def values(self, P) -> np.ndarray:
         """The population loss over the rows of P (one network per row)."""
@@ -58,18 +72,27 @@ class MinibatchLoss:
 
     # -- fast paths used by the estimators ------------------------------------------
     def importance_partial(self, x, tau, seed, start, stop, antithetic):
-        return self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
+        part, log_w = self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
+        if self.scale == 1.0:
+            return part, log_w
+        return rescaled_partial(log_w, self.scale, seed, start, self.dim, antithetic, self.backend.normals)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
-        return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic)
+        return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic, self.scale)
+
+    def _scaled_chain_args(self, tau, eps, noise_scale):
+        """(τ', ε', s') of the chain on f that equals the chain on β·f (see the module docstring)."""
+        b = self.scale
+        return tau * b, np.asarray(eps, np.float64) * b, noise_scale / np.sqrt(b)
 
     def sgld_chain(self, x, tau, start, eps, seed, rng=None, noise_scale=1.0):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
-            return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
+            return self.backend.sgld_chain(self.batch, x, start, *self._scaled_chain_args(tau, eps, noise_scale),
+                                           seed)
         return self._sgld_fresh(x, tau, start, eps, seed, rng, noise_scale)
 
-    def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):
+    def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):  # gradients below are already β∇f
         x = np.asarray(x, dtype=np.float32)
         chain = np.array(start, dtype=np.float32)
         total, grad_norm = (eps[0] * chain).astype(np.float32), 0.0
@@ -81,13 +104,21 @@ class MinibatchLoss:
         return total / np.float32(eps.sum()), chain, grad_norm
 
     def projected_sgld_chain(self, x, tau, start, eps, seed, noise_scale=1.0):
+        tau, eps, noise_scale = self._scaled_chain_args(tau, eps, noise_scale)
         return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed, noise_scale)
 
     def robbins_monro(self, x_k, tau, steps, n_samples, seed):
-        return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)
+        return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed, self.scale)
 
     def projected_robbins_monro(self, x_k, tau, steps, n_samples, seed):
-        return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
+        return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed, self.scale)
+
+    def heat_gradient_term(self, x, tau, n_samples, seed):
+        """τ·(1/M) Σ_m ∇(βf)(z_m), z_m ~ φ_{x,τ}: one Robbins–Monro iteration's noisy term (reduced problem).
+
+        One projected Algorithm 5 iteration with anchor x and a₁ = 1 returns x minus exactly this.
+        """
+        return np.asarray(x, np.float32) - self.projected_robbins_monro(x, tau, np.ones(1), n_samples, seed)[0]
 
 
 def _backend(backend):
@@ -101,8 +132,9 @@ def _backend(backend):
 class TrainingSet:
     """Training data for an MLP; ``sample(rng)`` draws a minibatch loss of ``batch_size`` rows."""
 
-    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto"):
+    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto", scale: float = 1.0):
         self.net = net
+        self.scale = float(scale)  # β: minibatch losses are β·f
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         self.y = np.ascontiguousarray(y, dtype=np.int64)
         if self.X.shape[0] != self.y.shape[0]:
@@ -114,4 +146,4 @@ class TrainingSet:
 
     def sample(self, rng) -> MinibatchLoss:
         idx = as_generator(rng).choice(self.X.shape[0], size=self.batch_size, replace=False)
-        return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self)
+        return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self, scale=self.scale)

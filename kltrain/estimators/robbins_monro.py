@@ -13,7 +13,9 @@ with a_j = c·j^{−α}, α ∈ (1/2, 1]. (The paper prints a^l = c·l^α; see
 :class:`kltrain.schedules.RobbinsMonroSteps` for why the exponent must be negative.)
 
 Paper symbols → arguments: J ``n_iter``; M ``n_samples``; c, α ``c``, ``alpha``.
-The M draws per iteration are evaluated as one batch (``loss.grads``).
+The M draws per iteration are evaluated as one batch (``loss.grads``). By default
+every iteration uses the update's minibatch; with ``fresh_minibatch`` iteration j
+uses a new one, ``loss.resample(rng)`` (the stochastic-gradient reading of §5.1.1).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RobbinsMonro:
     c, alpha : steps a_j = c·j^{−α}; c > 0, α ∈ (1/2, 1] (paper §6: c = 0.1, α = 0.7).
     projected : for an MLP minibatch loss, iterate in the minibatch's reduced coordinates
         (:mod:`kltrain.projected`); same distribution, ~10× less work.
+    fresh_minibatch : each iteration draws a new minibatch via ``loss.resample(rng)``.
     """
 
     kind: ClassVar[str] = "prox"
@@ -54,6 +57,7 @@ class RobbinsMonro:
     c: float = field(default=0.1, kw_only=True)
     alpha: float = field(default=0.7, kw_only=True)
     projected: bool = field(default=False, kw_only=True)
+    fresh_minibatch: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_iter, "n_iter", 1)
@@ -67,6 +71,8 @@ class RobbinsMonro:
         return None
 
     def step(self, rng, state, loss, x_k, tau):
+        if self.fresh_minibatch:
+            return self._fresh(rng, state, loss, x_k, tau)
         seed = draw_seed(rng)
         fast = getattr(loss, "projected_robbins_monro" if self.projected else "robbins_monro", None)
         if self.projected and not callable(fast):
@@ -78,6 +84,24 @@ class RobbinsMonro:
         for j, a in enumerate(self.steps(), start=1):
             z = x + np.sqrt(tau) * counter_normals(seed, np.arange((j - 1) * M, j * M), x.size)
             h = x - x_k + tau * loss_grads(loss, z).mean(axis=0)   # eq. (5.3)
+            x = x - a * h
+            residual = float(np.linalg.norm(h))
+        return x, state, RMInfo(residual, self.n_iter, seed)
+
+    def _fresh(self, rng, state, loss, x_k, tau):
+        """eq. (5.3) with a new minibatch (and noise seed) per iteration."""
+        if not callable(getattr(loss, "resample", None)):
+            raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
+        x, M, residual = np.array(x_k, dtype=np.float64), self.n_samples, 0.0
+        for a in self.steps():
+            batch, seed = loss.resample(rng), draw_seed(rng)
+            term = getattr(batch, "heat_gradient_term", None)
+            if callable(term):  # an MLP minibatch loss: τ·mean ∇f(z_m) on its reduced problem
+                g_tau = np.asarray(term(x, tau, M, seed), np.float64)
+            else:
+                z = x + np.sqrt(tau) * counter_normals(seed, np.arange(M), x.size)
+                g_tau = tau * loss_grads(batch, z).mean(axis=0)
+            h = x - x_k + g_tau   # eq. (5.3)
             x = x - a * h
             residual = float(np.linalg.norm(h))
         return x, state, RMInfo(residual, self.n_iter, seed)

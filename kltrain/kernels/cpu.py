@@ -191,10 +191,10 @@ def fill_needed_noise(skey, x, root_tau, cols, offsets, z):
 
 @nb.njit(**PJIT)
 def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, colptr, col_row, col_val,
-                  offsets, n_threads):
-    """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (τ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
+                  offsets, n_threads, grad_scale):
+    """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (βτ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
 
-    Returns (x^J, |ĥ| at the last iteration). Sample m of iteration j is noise sample (j−1)·M + m.
+    β = ``grad_scale`` is the loss scale (f → β·f; 1 as printed). Returns (x^J, |ĥ| at the last iteration). Sample m of iteration j is noise sample (j−1)·M + m.
     """
     d, M = x_k.size, n_samples
     x = x_k.copy()
@@ -212,7 +212,7 @@ def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, co
                 loss_and_grad(zs[t], y, indptr, idx, val, cols, colptr, col_row, col_val, offsets,
                               works[t], grads[t])
                 sums[t] += grads[t]
-        a, scale = np.float32(steps[j - 1]), np.float32(tau / M)
+        a, scale = np.float32(steps[j - 1]), np.float32(grad_scale * tau / M)
         res2 = 0.0
         for c in range(d):
             g = np.float32(0.0)

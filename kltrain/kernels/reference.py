@@ -59,14 +59,14 @@ def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     return total / eps.sum(), chain, float(np.linalg.norm(grad))
 
 
-def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
-    """Algorithm 5 with batched draws: sample m of iteration j is noise sample (j−1)·M + m."""
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+    """Algorithm 5 with batched draws (sample m of iteration j is noise sample (j−1)·M + m) on β·f, β = grad_scale."""
     x_k = np.asarray(x_k, np.float64)
     x, M, residual = x_k.copy(), n_samples, 0.0
     for j, a in enumerate(steps, start=1):
         z = x + np.sqrt(tau) * counter_normals(seed, np.arange((j - 1) * M, j * M), x.size)
         g = np.mean([loss_and_grad(mb, zm)[1] for zm in z], axis=0)
-        h = x - x_k + tau * g          # eq. (5.3)
+        h = x - x_k + grad_scale * tau * g          # eq. (5.3) on β·f
         x = x - a * h
         residual = float(np.linalg.norm(h))
     return x, residual
