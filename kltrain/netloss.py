@@ -88,8 +88,8 @@ class MinibatchLoss:
     def sgld_chain(self, x, tau, start, eps, seed, rng=None, noise_scale=1.0):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
-            return self.backend.sgld_chain(self.batch, x, start, *self._scaled_chain_args(tau, eps, noise_scale),
-                                           seed)
+            tau, eps, noise_scale = self._scaled_chain_args(tau, eps, noise_scale)
+            return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
         return self._sgld_fresh(x, tau, start, eps, seed, rng, noise_scale)
 
     def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):  # gradients below are already β∇f
