@@ -66,9 +66,15 @@ class Reading:
             raise ValueError(f"kind must be 'reading' or 'beta-fit', got {self.kind!r}")
 
     def apply(self, cfg: TrainConfig) -> TrainConfig:
-        """``cfg`` under this reading (the same for every algorithm)."""
-        return replace(cfg, loss_scale=self.loss_scale, init=self.init, sgld_warm_start=not self.cold_chain,
-                       fresh_batches=self.fresh_batches)
+        """``cfg`` under this reading (the same for every algorithm).
+
+        Fields an algorithm does not read are left alone (the chain start is SGLD's; inner
+        minibatches are SGLD's and HR's), so readings that agree on an algorithm share its runs.
+        """
+        inner = cfg.algorithm in ("sgld", "hr")
+        return replace(cfg, loss_scale=self.loss_scale, init=self.init,
+                       sgld_warm_start=cfg.sgld_warm_start if cfg.algorithm != "sgld" else not self.cold_chain,
+                       fresh_batches=self.fresh_batches if inner else cfg.fresh_batches)
 
 
 def _readings():
