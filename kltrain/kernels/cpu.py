@@ -146,7 +146,7 @@ def _langevin_parallel(x, chain, grad, total, half, root, inv_tau, en, skey):
 
 @nb.njit(**JIT)
 def langevin_update(x, chain, grad, total, e, e_next, tau, key, j, noise_scale):
-    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + s·√e·ε_j ;  total += e_next·chain (Alg. 3; s = 1 as printed)."""
+    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + s·√e·ε_j ;  total += e_next·chain (Alg. 3; s = √T, T the SGLD temperature, 1 as printed)."""
     half, root = np.float32(0.5 * e), np.float32(noise_scale * np.sqrt(e))
     inv_tau, en = np.float32(1.0 / tau), np.float32(e_next)
     skey = sample_key(key, j)
