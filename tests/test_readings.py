@@ -202,3 +202,35 @@ def test_quick_study_writes_per_run_json_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
     assert R.run_study(study, out=tmp_path, printer=lambda *_: None)[0]["cells"] == summary[0]["cells"]
     assert (folder / "table-6.1-readings.png").stat().st_size > 0
+
+
+class SameBatch(MinibatchLoss):
+    """A minibatch loss whose 'fresh' minibatch is itself (and consumes no randomness)."""
+
+    def resample(self, rng):
+        return self
+
+
+def test_fresh_robbins_monro_iteration_is_the_projected_iteration_on_its_minibatch():
+    loss = SameBatch(NET, X[:6], Y[:6], backend="cpu", scale=20.0)
+    fresh = RobbinsMonro(1, 4, projected=True, fresh_minibatch=True)
+    plain = RobbinsMonro(1, 4, projected=True)
+    a, _, _ = fresh.step(np.random.default_rng(2), None, loss, P, TAU)
+    b, _, _ = plain.step(np.random.default_rng(2), None, loss, P, TAU)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.abs(a - P).max() > 1e-4
+
+
+def test_fresh_robbins_monro_generic_path_reaches_the_exact_prox():
+    from kltrain.estimators import ExactProx
+    from toyproblems import Quadratic
+
+    class Fixed(Quadratic):
+        def resample(self, rng):
+            return self
+
+    quad = Fixed(A=np.diag([1.0, 3.0]), center=[0.0, 0.0])
+    x = np.array([2.0, -2.0])
+    exact, _, _ = ExactProx().step(None, None, quad, x, 0.5)
+    got, _, _ = RobbinsMonro(400, 10, c=0.5, fresh_minibatch=True).step(np.random.default_rng(0), None, quad, x, 0.5)
+    assert np.linalg.norm(got - exact) < 0.05 < np.linalg.norm(x - exact)
