@@ -243,6 +243,9 @@ def table_markdown(summary: list, study: StudyConfig | None = None) -> str:
         lines.append(f"| {e['reading']} | {e['kind']} | {e['seeds']} | {e['rmse']:.3f} | "
                      f"{'holds' if e['ordering_matches'] else 'fails'} | "
                      + " | ".join(f"{e['cells'][a][-1]:.3f}" for a in ALGORITHMS) + " |")
+    if any(e["checkpoints"] != list(CHECKPOINTS) for e in summary):
+        lines += ["", "Quick runs: checkpoints at fractions of a short run, compared with the paper's 100–500-update "
+                      "cells only as a smoke test; these RMSEs test nothing."]
     betas = {e["loss_scale"]: e["rmse"] for e in summary if e["kind"] == "beta-fit"}
     if betas:
         lines += ["", f"β fit (control, one free parameter): best β = {fit_beta(betas):g} "
