@@ -59,7 +59,7 @@ def _reproduce(args) -> int:
 
 def _readings(args) -> int:
     from .readings import READINGS, StudyConfig, run_study
-    names = tuple(args.readings.split(",")) if args.readings else tuple(READINGS)
+    names = tuple(r for r in args.readings.split(",") if r) if args.readings is not None else tuple(READINGS)
     grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
     seeds_for = tuple((r, int(n)) for r, n in (item.split("=") for item in args.seeds_for.split(",") if item))
     study = StudyConfig(seeds=args.seeds or (1 if args.quick else 5), beta_seeds=args.beta_seeds, readings=names,
