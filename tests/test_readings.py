@@ -234,3 +234,14 @@ def test_fresh_robbins_monro_generic_path_reaches_the_exact_prox():
     exact, _, _ = ExactProx().step(None, None, quad, x, 0.5)
     got, _, _ = RobbinsMonro(400, 10, c=0.5, fresh_minibatch=True).step(np.random.default_rng(0), None, quad, x, 0.5)
     assert np.linalg.norm(got - exact) < 0.05 < np.linalg.norm(x - exact)
+
+
+def test_stored_only_summarizes_the_seeds_stored_for_every_algorithm(tmp_path, monkeypatch):
+    study = R.StudyConfig(seeds=1, readings=("printed",), beta_grid=(), quick=True)
+    R.run_study(study, out=tmp_path, printer=lambda *_: None)
+    monkeypatch.setattr(R, "train", lambda *a, **k: pytest.fail("stored_only trained a run"))
+    lines = []
+    summary = R.run_study(replace(study, seeds=3, readings=("printed", "tf-init"), stored_only=True), out=tmp_path,
+                          printer=lines.append)
+    assert [e["reading"] for e in summary] == ["printed"] and summary[0]["seeds"] == 1
+    assert any("tf-init" in line and "skipped" in line for line in lines)
