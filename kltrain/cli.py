@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--samples", type=int, default=1000, help="IS samples / SGLD chain length")
     train.add_argument("--sgld-offset", type=float, default=1000.0, help="ε_j = 1/(offset + j)")
     train.add_argument("--sgld-temperature", type=float, default=1.0,
-                       help="T: Langevin noise variance T·ε_j, target ∝ q^(1/T) (1 as printed; T < 1 tends to prox_τf)")
+                       help="T: Langevin noise variance T·ε_j, target ∝ q^(1/T) (1 as printed; T < 1: → prox_τf)")
     train.add_argument("--hr-iterations", type=int, default=30)
     train.add_argument("--hr-samples", type=int, default=30)
     train.add_argument("--sgd-first", type=int, default=0, help="SGD updates before switching (§6.3)")
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     readings.add_argument("--readings", default=None, help="comma-separated readings (default: all)")
     readings.add_argument("--betas", default="1,2,5,10,20,50", help="β grid of the loss-scale control ('' to skip)")
     readings.add_argument("--beta-seeds", type=int, default=None, help="seeds for the β control (default: --seeds)")
-    readings.add_argument("--seeds-for", default="", metavar="READING=N,...", help="other seed counts for some readings")
+    readings.add_argument("--seeds-for", default="", metavar="READING=N,...",
+                          help="other seed counts for some readings")
     readings.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     readings.add_argument("--stored-only", action="store_true",
                           help="train nothing; summarize, per reading, the seeds stored for all four algorithms")

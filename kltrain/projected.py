@@ -130,7 +130,7 @@ def _projected_importance_update(backend, mb, params, tau, seed, n_samples, anti
 
 
 def projected_robbins_monro(backend, mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
-    """Algorithm 5 (on β·f, β = ``grad_scale``) on the reduced problem; P⊥W₁ stays at x_k's. Returns (x^J, residual)."""
+    """Algorithm 5 on β·f (β = ``grad_scale``), reduced problem; P⊥W₁ stays at x_k's. Returns (x^J, residual)."""
     with single_blas_thread():
         red = reduce_minibatch(mb)
         W1, _ = red._split(x_k)

@@ -221,7 +221,8 @@ def run_study(study: StudyConfig, out="kltrain-results", printer=print, progress
                                for s in range(n_seeds)] for label, cfg in base.items()}
         entry = summarize(reading, records)
         summary.append(entry)
-        printer(f"  {reading.name:<22} RMSE {entry['rmse']:.3f}  ordering {'yes' if entry['ordering_matches'] else 'no '}"
+        holds = "yes" if entry["ordering_matches"] else "no "
+        printer(f"  {reading.name:<22} RMSE {entry['rmse']:.3f}  ordering {holds}"
                 f"  final " + " ".join(f"{a} {entry['cells'][a][-1]:.3f}" for a in ALGORITHMS))
         write_outputs(summary, folder, study)
     return summary
@@ -281,7 +282,8 @@ def table_markdown(summary: list, study: StudyConfig | None = None) -> str:
                       f"(RMSE {betas[fit_beta(betas)]:.3f})."]
     for e in summary:
         marks = e["checkpoints"]
-        lines += ["", f"**{e['reading']}** ({e['seeds']} seeds; mean ± std at {', '.join(map(str, marks))} updates)", "",
+        at = ", ".join(map(str, marks))
+        lines += ["", f"**{e['reading']}** ({e['seeds']} seeds; mean ± std at {at} updates)", "",
                   "| algorithm | " + " | ".join(map(str, marks)) + " |", "|---|" + "---|" * len(marks)]
         for a in ALGORITHMS:
             lines.append(f"| {a} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(e["cells"][a], e["std"][a]))

@@ -170,7 +170,8 @@ def sgld_mixing(report, n_chains=32, long_eps=0.002, long_times=(0.7, 2.0, 7.0, 
     return CheckResult(
         "SGLD mixing with the paper's ε_j", "Alg. 3, §6.2 (ε_j = 1/(1000+j))",
         "relative bias of E_q[X] small when Σε_j/τ ≫ 1 and q has no barrier (τ = 0.01, Σε_j/τ ≈ 69)",
-        rel[MNIST_TAU][0], 0.25, tour[0], f"relative bias at the tour's τ = 0.2 (Σε_j/τ ≈ {total / TOUR_TAU:.1f})",
+        rel[MNIST_TAU][0], 0.25, tour[0],
+        f"relative bias at the tour's τ = 0.2 (Σε_j/τ ≈ {total / TOUR_TAU:.1f})",
         f"Σε_j = {total:.3f}; at τ = 0.2 the mean of {n_chains} chains is ({tour[1][0]:.2f}, {tour[1][1]:.2f}) "
         f"against the exact ({tour[2][0]:.2f}, {tour[2][1]:.2f}); longer chains at τ = 0.2 (Σε/τ up to "
         f"{long_times[-1] / TOUR_TAU:.0f}) still give relative bias {min(longer):.2f}–{max(longer):.2f}: "

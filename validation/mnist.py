@@ -70,8 +70,8 @@ def readings_section(report) -> None:
     summary = json.loads(READINGS_DATA.read_text())
     readings = [e for e in summary if e["kind"] == "reading"]
     best = min(readings, key=lambda e: e["rmse"])
-    text = [f"Stored data: `validation/data/{READINGS_DATA.name}` (seeds per row in the table). Each reading is applied to all "
-            "four algorithms at once; RMSE over the 20 cells of Table 6.1 (4 algorithms × 5 checkpoints) "
+    text = [f"Stored data: `validation/data/{READINGS_DATA.name}` (seeds per row in the table). Each reading "
+            "is applied to all four algorithms at once; RMSE over the 20 cells of Table 6.1 (4 algorithms × 5 checkpoints) "
             f"against the paper. Best reading: **{best['reading']}**, RMSE {best['rmse']:.3f} "
             f"(printed: {next(e['rmse'] for e in summary if e['reading'] == 'printed'):.3f}).", ""]
     if READINGS_CONCLUSION.exists():
