@@ -75,5 +75,5 @@ def test_readings_section_shows_the_stored_study(tmp_path, monkeypatch):
     report = Report(tmp_path / "r")
     mnist.readings_section(report)
     body = report.sections[-1][1]
-    assert "Best reading: **printed**, RMSE 0.123" in body and "| printed | reading | 5 | 0.123 | fails |" in body
+    assert "lowest RMSE: **printed 0.123**" in body and "| printed | reading | 5 | 0.123 | fails |" in body
     assert "best β = 2" in body
