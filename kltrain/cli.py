@@ -37,7 +37,7 @@ def _train(args) -> int:
         make_config = partial(train_config, args.covariance)
     cfg = make_config(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
-                      sgld_offset=args.sgld_offset, sgld_noise_scale=args.sgld_noise_scale,
+                      sgld_offset=args.sgld_offset, sgld_temperature=args.sgld_temperature,
                       hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
                       projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
                       dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
@@ -74,6 +74,8 @@ def _reproduce(args) -> int:
     from ._io import prepare_dir, prepare_file
     from .bench import HEADER, run_bench
     from .experiments import experiment_folder, run_experiment
+    if args.experiment == "table-6.1-readings":
+        return _readings(args)
     folder = prepare_dir(experiment_folder(args.out, args.experiment, args.quick))
     if args.experiment == "table-6.2":
         out = prepare_file(folder / "bench.json")
@@ -92,6 +94,21 @@ def _reproduce(args) -> int:
 def _flatness(args) -> int:
     from .flatness_cli import run_flatness
     return run_flatness(args)
+
+
+def _readings(args) -> int:
+    from ._io import prepare_dir
+    from .readings import READINGS, StudyConfig, run_study, study_folder_name
+    names = tuple(r for r in args.readings.split(",") if r) if args.readings is not None else tuple(READINGS)
+    grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
+    seeds_for = tuple((r, int(n)) for r, n in (item.split("=") for item in args.seeds_for.split(",") if item))
+    study = StudyConfig(seeds=args.seeds or (1 if args.quick else 5), beta_seeds=args.beta_seeds, readings=names,
+                        beta_grid=grid, quick=args.quick, dataset=args.dataset, seeds_for=seeds_for,
+                        stored_only=args.stored_only)
+    folder = prepare_dir(f"{args.out}/{study_folder_name(study)}")  # created and probed before any work
+    run_study(study, out=args.out, progress=not args.no_progress)
+    print(f"wrote {folder}/")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=positive_float, default=0.01, help="SGD learning rate")
     train.add_argument("--samples", type=at_least(1), default=1000, help="IS samples / SGLD chain length")
     train.add_argument("--sgld-offset", type=nonnegative_float, default=1000.0, help="ε_j = 1/(offset + j)")
-    train.add_argument("--sgld-noise-scale", type=positive_float, default=1.0,
-                       help="Langevin noise scale (Entropy-SGD: 0.01)")
+    train.add_argument("--sgld-temperature", type=positive_float, default=1.0,
+                       help="T: Langevin noise variance T·ε_j, target ∝ q^(1/T) (1 as printed; T < 1: → prox_τf)")
     train.add_argument("--hr-iterations", type=at_least(1), default=30)
     train.add_argument("--hr-samples", type=at_least(1), default=30)
     train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"],
@@ -140,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     rep = sub.add_parser("reproduce", help="reproduce a table or figure of the paper's §6")
-    rep.add_argument("experiment", choices=NAMES)
+    rep.add_argument("experiment", choices=NAMES + ("table-6.1-readings",))
     rep.add_argument("--quick", action="store_true",
                      help="tiny runs (CI): 40 updates, 1/30 of the samples, 1 seed, in OUT/NAME-quick")
     rep.add_argument("--seeds", type=at_least(1), default=None, help="seeds per configuration (default: 5 for tables)")
@@ -148,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
     rep.add_argument("--no-progress", action="store_true")
     rep.add_argument("--overwrite", action="store_true", help="replace run files that hold a different config")
+    readings = rep.add_argument_group("table-6.1-readings (issue 10's falsification study)")
+    readings.add_argument("--readings", default=None, help="comma-separated readings (default: all)")
+    readings.add_argument("--betas", default="1,2,5,10,20,50", help="β grid of the loss-scale control ('' to skip)")
+    readings.add_argument("--beta-seeds", type=at_least(1), default=None,
+                          help="seeds for the β control (default: --seeds)")
+    readings.add_argument("--seeds-for", default="", metavar="READING=N,...",
+                          help="other seed counts for some readings")
+    readings.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    readings.add_argument("--stored-only", action="store_true",
+                          help="train nothing; summarize, per reading, the seeds stored for all four algorithms")
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
 

@@ -63,6 +63,11 @@ class FastPaths(Protocol):
         """Algorithm 5 in reduced coordinates."""
         ...
 
+    def heat_gradient_term(self, x: np.ndarray, tau: float, seed: int, n_samples: int) -> np.ndarray:
+        """τ·(1/M) Σ_m ∇f(z_m), z_m ~ φ_{x,τ}: one Algorithm 5 iteration's noisy term, for
+        ``RobbinsMonro(fresh_minibatch=True)``, which calls it on a new minibatch per iteration."""
+        ...
+
 
 @overload
 def fast_path(loss: Any, method: str, projected: Literal[True]) -> Callable[..., Any]: ...

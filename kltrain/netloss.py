@@ -9,7 +9,14 @@ It also offers every fast path of :class:`kltrain.fastpath.FastPaths` —
 (:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
 
 ``TrainingSet(net, X, y, batch_size)`` draws minibatch losses; a loss drawn
-from it can ``resample(rng)`` (SGLD's ``fresh_minibatch`` option).
+from it can ``resample(rng)`` (the ``fresh_minibatch`` option of SGLD and Robbins–Monro).
+
+``scale`` β turns f into β·f (β = batch size: the *sum* of per-example losses, a
+``reduce_sum``, instead of the mean). Every path sees β·f: ``value``/``grad``,
+IS log weights −β·f(x_j) (:func:`~kltrain.estimators.importance.rescaled_partial`),
+Robbins–Monro's τβ∇f (the kernels' ``grad_scale``) and the SGLD chain, run by the
+kernels as the identical chain with τ' = βτ, ε'_j = βε_j and noise scale s/√β:
+y − (ε'/2)(∇f − (x − y)/τ') + s√(ε'/β) ξ = y − (ε/2)(β∇f − (x − y)/τ) + s√ε ξ.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from ._checks import as_generator, check_count, check_labelled
 from ._types import RngLike
 from .kernels import get_backend, resolve
 from .kernels.layout import Minibatch
+from .estimators.importance import rescaled_partial
 from .nets import MLP
 from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
@@ -28,7 +36,10 @@ from .projected import projected_importance_update, projected_robbins_monro, pro
 class MinibatchLoss:
     """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`MLP`."""
 
-    def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None):
+    def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None, scale: float = 1.0):
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        self.scale = float(scale)
         self.net = net
         X, y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])  # an empty batch, NaN pixels
         self.batch = Minibatch.build(net, X, y)
@@ -41,13 +52,16 @@ class MinibatchLoss:
 
     # -- the loss protocol -----------------------------------------------------
     def value(self, x: ArrayLike) -> float:
-        return self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
+        return self.scale * self.net.loss(np.asarray(x, dtype=np.float32), self.batch.X, self.batch.y)
 
     def grad(self, x: ArrayLike) -> np.ndarray:
-        return self.backend.loss_and_grad(self.batch, self._params(x))[1]
+        return self.loss_and_grad(x)[1]
 
     def loss_and_grad(self, x: ArrayLike) -> tuple[float, np.ndarray]:
-        return self.backend.loss_and_grad(self.batch, self._params(x))
+        loss, grad = self.backend.loss_and_grad(self.batch, self._params(x))
+        if self.scale == 1.0:
+            return loss, grad
+        return self.scale * loss, np.float32(self.scale) * grad
 
     def _params(self, x: ArrayLike) -> np.ndarray:
         """The shape check ``value`` makes (via MLP.unflatten), before the kernels index out of range."""
@@ -68,18 +82,27 @@ class MinibatchLoss:
 
     # -- fast paths (kltrain.fastpath.FastPaths: arguments x, tau, seed, then the algorithm's) --
     def importance_partial(self, x, tau, seed, start, stop, antithetic):
-        return self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
+        part, log_w = self.backend.importance_partial(self.batch, x, tau, seed, start, stop, antithetic)
+        if self.scale == 1.0:
+            return part, log_w
+        return rescaled_partial(log_w, self.scale, seed, start, self.dim, antithetic, self.backend.normals)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
-        return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic)
+        return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic, self.scale)
+
+    def _scaled_chain_args(self, tau, eps, noise_scale):
+        """(τ', ε', s') of the chain on f that equals the chain on β·f (see the module docstring)."""
+        b = self.scale
+        return tau * b, np.asarray(eps, np.float64) * b, noise_scale / np.sqrt(b)
 
     def sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
         """Algorithm 3's chain; with ``rng`` every inner step uses a fresh minibatch."""
         if rng is None:
+            tau, eps, noise_scale = self._scaled_chain_args(tau, eps, noise_scale)
             return self.backend.sgld_chain(self.batch, x, start, tau, eps, seed, noise_scale)
         return self._sgld_fresh(x, tau, start, eps, seed, rng, noise_scale)
 
-    def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):
+    def _sgld_fresh(self, x, tau, start, eps, seed, rng, noise_scale):  # gradients below are already β∇f
         x = np.asarray(x, dtype=np.float32)
         chain = np.array(start, dtype=np.float32)
         total, grad_norm = (eps[0] * chain).astype(np.float32), 0.0
@@ -91,13 +114,21 @@ class MinibatchLoss:
         return total / np.float32(eps.sum()), chain, grad_norm
 
     def projected_sgld_chain(self, x, tau, seed, start, eps, noise_scale=1.0, rng=None):
+        tau, eps, noise_scale = self._scaled_chain_args(tau, eps, noise_scale)
         return projected_sgld_chain(self.backend, self.batch, x, start, tau, eps, seed, noise_scale)
 
     def robbins_monro(self, x_k, tau, seed, steps, n_samples):
-        return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed)
+        return self.backend.robbins_monro(self.batch, x_k, tau, steps, n_samples, seed, self.scale)
 
     def projected_robbins_monro(self, x_k, tau, seed, steps, n_samples):
-        return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed)
+        return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed, self.scale)
+
+    def heat_gradient_term(self, x, tau, seed, n_samples):
+        """τ·(1/M) Σ_m ∇(βf)(z_m), z_m ~ φ_{x,τ}: one Robbins–Monro iteration's noisy term (reduced problem).
+
+        One projected Algorithm 5 iteration with anchor x and a₁ = 1 returns x minus exactly this.
+        """
+        return np.asarray(x, np.float32) - self.projected_robbins_monro(x, tau, seed, np.ones(1), n_samples)[0]
 
 
 def _backend(backend):
@@ -111,8 +142,9 @@ def _backend(backend):
 class TrainingSet:
     """Training data for an MLP; ``sample(rng)`` draws a minibatch loss of ``batch_size`` rows."""
 
-    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto"):
+    def __init__(self, net: MLP, X, y, batch_size: int = 20, *, backend="auto", scale: float = 1.0):
         self.net = net
+        self.scale = float(scale)  # β: minibatch losses are β·f
         self.X, self.y = check_labelled(X, y, net.sizes[-1], "X", n_features=net.sizes[0])
         self.batch_size = check_count(batch_size, "batch_size", 1)
         if self.batch_size > self.X.shape[0]:
@@ -121,4 +153,4 @@ class TrainingSet:
 
     def sample(self, rng: RngLike) -> MinibatchLoss:
         idx = as_generator(rng).choice(self.X.shape[0], size=self.batch_size, replace=False)
-        return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self)
+        return MinibatchLoss(self.net, self.X[idx], self.y[idx], backend=self.backend, source=self, scale=self.scale)

@@ -24,6 +24,7 @@ from ._checks import as_generator, check_count
 
 SMALL = (784, 10)
 HIDDEN = (784, 200, 10)
+INIT_SCHEMES = ("he", "glorot")
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,22 @@ class MLP:
             raise ValueError(f"params must have shape ({self.n_params},), got {params.shape}")
         return [(params[w:b].reshape(fi, fo), params[b:b + fo]) for w, b, fi, fo in self.layer_offsets]
 
-    def init(self, rng: np.random.Generator | int | None = None, dtype: type = np.float32) -> np.ndarray:
-        """He-normal weights before a ReLU, Glorot-uniform into the softmax; zero biases."""
+    def init(self, rng: np.random.Generator | int | None = None, dtype: type = np.float32,
+             scheme: str = "he") -> np.ndarray:
+        """Initial parameters; zero biases.
+
+        ``scheme="he"``: He-normal weights before a ReLU, Glorot-uniform into the softmax (kltrain's default).
+        ``scheme="glorot"``: Glorot-uniform U(±√(6/(fan_in + fan_out))) everywhere, TensorFlow/Keras's
+        ``Dense`` default (the paper does not say which it used).
+        """
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
         rng = as_generator(rng)
         params: np.ndarray = np.zeros(self.n_params, dtype=dtype)
         layers = self.unflatten(params)
         for k, (W, _) in enumerate(layers):
             fan_in, fan_out = W.shape
-            if k < len(layers) - 1:
+            if k < len(layers) - 1 and scheme == "he":
                 W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=W.shape)
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))

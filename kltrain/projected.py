@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._blas import single_blas_thread
-from .estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial
+from .estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial, rescaled_partial
 from .kernels.layout import Minibatch
 from .nets import MLP
 
@@ -106,19 +106,21 @@ def _gaussian_rows(backend, seed, sample, shape):
     return np.asarray(backend.normals(seed, [sample], n), np.float64).reshape(shape)
 
 
-def projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic=False):
-    """One exact-in-distribution IS update (Alg. 4): (x + √τ·Δ, ISInfo)."""
+def projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic=False, loss_scale=1.0):
+    """One exact-in-distribution IS update (Alg. 4) on β·f, β = ``loss_scale``: (x + √τ·Δ, ISInfo)."""
     if n_samples >= SECOND_SAMPLE:
         raise ValueError(f"n_samples must be < {SECOND_SAMPLE}, got {n_samples}")
     with single_blas_thread():  # the small dense products around the kernel must not leave BLAS threads spinning
-        return _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic)
+        return _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale)
 
 
-def _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic):
+def _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale=1.0):
     red = reduce_minibatch(mb)
     W1, _ = red._split(params)
     reduced = red.reduce(params)
     part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, n_samples, antithetic)
+    if loss_scale != 1.0:  # log weights −β·f(x_j), same ε_j
+        part, log_w = rescaled_partial(log_w, loss_scale, seed, 0, reduced.size, antithetic, backend.normals)
     mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
     z = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1.shape)
     w1_perp = red.perp(W1) + np.sqrt(tau) * _orthogonal_scale(log_w, antithetic) * red.perp(z)
@@ -127,12 +129,13 @@ def _projected_importance_update(backend, mb, params, tau, seed, n_samples, anti
     return update, info
 
 
-def projected_robbins_monro(backend, mb, x_k, tau, steps, n_samples, seed):
-    """Algorithm 5 on the reduced problem; P⊥W₁ stays at x_k's. Returns (x^J, residual)."""
+def projected_robbins_monro(backend, mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+    """Algorithm 5 on β·f (β = ``grad_scale``), reduced problem; P⊥W₁ stays at x_k's. Returns (x^J, residual)."""
     with single_blas_thread():
         red = reduce_minibatch(mb)
         W1, _ = red._split(x_k)
-        x_red, residual = backend.robbins_monro(red.minibatch, red.reduce(x_k), tau, steps, n_samples, seed)
+        x_red, residual = backend.robbins_monro(red.minibatch, red.reduce(x_k), tau, steps, n_samples, seed,
+                                                 grad_scale)
         return red.lift(np.asarray(x_red), red.perp(W1)), residual
 
 

@@ -30,7 +30,7 @@ from .data import Dataset, load
 from .estimators import SGLD, ImportanceSampling, RobbinsMonro
 from .kernels import BACKENDS
 from .netloss import TrainingSet
-from .nets import MLP
+from .nets import INIT_SCHEMES, MLP
 from .peers import SAM, EntropySGD
 from .schedules import ConstantTau, HarmonicTemperatures, ReverseTauScoping, TauScoping
 from .schemes import SGD, Heat, LocalEntropy, SwitchAfter, check_step, step_context
@@ -55,7 +55,11 @@ class TrainConfig:
     learning_rate: float = 0.01         # SGD step (paper: 0.01, equal to τ)
     samples: int = 1000                 # IS samples J / SGLD chain length (paper: 10³)
     sgld_offset: float = 1000.0         # ε_j = 1/(offset + j) (paper: 1000; Fig 6.2: 2000)
-    sgld_noise_scale: float = 1.0       # Langevin noise scale s (1 as printed; Entropy-SGD: 0.01)
+    sgld_temperature: float = 1.0       # T: Langevin noise variance T·ε_j, target ∝ q^{1/T} (1 as printed)
+    sgld_warm_start: bool = True        # chain starts at the last update's end (§5.1.1); False: at x (cold)
+    fresh_batches: bool = False         # new minibatch per SGLD step / Robbins–Monro iteration (§5.1.1)
+    loss_scale: float = 1.0             # β: train on β·f (β = batch_size: f summed, not averaged, over the batch)
+    init: str = "he"                    # he (kltrain default) | glorot (TensorFlow/Keras default), see MLP.init
     hr_iterations: int = 30             # Robbins–Monro J (paper: 30)
     hr_samples: int = 30                # Robbins–Monro M (paper: 30)
     hr_c: float = 0.1                   # a_j = c·j^{−α} (paper: c = 0.1)
@@ -89,7 +93,10 @@ class TrainConfig:
             check_count(getattr(self, name), name, 1)
         check_tau(self.tau)
         check_positive(self.learning_rate, "learning_rate")
-        check_positive(self.sgld_noise_scale, "sgld_noise_scale")
+        check_positive(self.sgld_temperature, "sgld_temperature")
+        check_positive(self.loss_scale, "loss_scale")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {self.init!r}")
         if self.tau_scoping is not None:
             (ReverseTauScoping if self.reverse_scoping else TauScoping)(self.tau, self.tau_scoping)
         HarmonicTemperatures(self.sgld_offset)
@@ -108,9 +115,13 @@ class TrainConfig:
             "is": lambda: LocalEntropy(tau, ImportanceSampling(self.samples, antithetic=self.antithetic,
                                                                projected=self.projected, keep_log_weights=False)),
             "sgld": lambda: LocalEntropy(tau, SGLD(self.samples, temperatures=HarmonicTemperatures(self.sgld_offset),
-                                                   projected=self.projected, noise_scale=self.sgld_noise_scale)),
+                                                   projected=self.projected and not self.fresh_batches,
+                                                   temperature=self.sgld_temperature,
+                                                   warm_start=self.sgld_warm_start,
+                                                   fresh_minibatch=self.fresh_batches)),
             "hr": lambda: Heat(tau, RobbinsMonro(self.hr_iterations, self.hr_samples, c=self.hr_c,
-                                                 alpha=self.hr_alpha, projected=self.projected)),
+                                                 alpha=self.hr_alpha, projected=self.projected,
+                                                 fresh_minibatch=self.fresh_batches)),
             "entropy-sgd": EntropySGD, "sam": lambda: SAM(self.learning_rate),
         }[self.algorithm]()
         return SwitchAfter(SGD(self.learning_rate), rule, self.sgd_first) if self.sgd_first else rule
@@ -214,9 +225,9 @@ def _train(config, data, progress, backend, checkpoint):
     X_test, y_test = check_labelled(X_test, y_test, n_classes, "X_test", n_features=n_in)  # before update 1
     X_train, y_train = check_labelled(X_train, y_train, n_classes, "X_train", n_features=n_in)
     init_ss, data_ss, noise_ss = np.random.SeedSequence(config.seed).spawn(3)
-    params = net.init(np.random.default_rng(init_ss))
+    params = net.init(np.random.default_rng(init_ss), scheme=config.init)
     data_rng, noise_rng = np.random.default_rng(data_ss), np.random.default_rng(noise_ss)
-    trainset = TrainingSet(net, X_train, y_train, config.batch_size, backend=backend)
+    trainset = TrainingSet(net, X_train, y_train, config.batch_size, backend=backend, scale=config.loss_scale)
     rule = config.update_rule()
     tau = config.tau_schedule()
     result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])

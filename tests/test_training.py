@@ -16,7 +16,7 @@ CHANCE = 0.1
 @pytest.mark.parametrize("config", [
     TrainConfig("sgd", learning_rate=0.05, n_updates=40),
     TrainConfig("is", tau=0.03, samples=500, n_updates=40),   # τ = 0.03: IS learns faster (Fig 6.4)
-    TrainConfig("sgld", samples=100, sgld_noise_scale=0.01, n_updates=40),
+    TrainConfig("sgld", samples=100, sgld_temperature=1e-4, n_updates=40),
     TrainConfig("hr", hr_iterations=10, hr_samples=5, hr_c=0.5, n_updates=40),
 ], ids=lambda c: c.algorithm)
 def test_each_algorithm_learns_in_a_few_dozen_updates(config):
@@ -80,8 +80,8 @@ def test_reproduce_quick_runs_every_experiment(name, tmp_path):
 def test_table_6_1_quick_prints_the_paper_row(tmp_path):
     result = run_experiment("table-6.1", quick=True, out=tmp_path, progress=False, printer=lambda s: None)
     table = (tmp_path / "table-6.1-quick" / "table.md").read_text()
-    assert "SGLD (paper, at 100–500 updates) | 0.72" in table and "SGLD, s=0.01 (ours, 1 seeds)" in table
-    assert set(result.runs) == {"SGD", "IS", "SGLD", "HR", "SGLD, s=0.01", "Entropy-SGD", "SAM"}
+    assert "SGLD (paper, at 100–500 updates) | 0.72" in table and "SGLD, T=1e-4 (ours, 1 seeds)" in table
+    assert set(result.runs) == {"SGD", "IS", "SGLD", "HR", "SGLD, T=1e-4", "Entropy-SGD", "SAM"}
 
 
 def test_train_cli(tmp_path, capsys):

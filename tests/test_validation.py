@@ -72,3 +72,29 @@ def test_gpu_section_without_stored_data(tmp_path, monkeypatch):
     report = Report(tmp_path / "r")
     gpu_report.gpu_section(report)
     assert "gpu_session.sh" in report.sections[-1][1]
+
+
+def test_sgld_mixing_check_passes_and_its_control_fails(tmp_path):
+    from validation import estimators
+    report = Report(tmp_path)
+    result = estimators.sgld_mixing(report, n_chains=16, long_times=(0.7, 2.0))
+    assert result.passed, result
+    assert result.control > 1.0                  # the paper's ε_j at the tour's τ = 0.2: biased
+    assert (tmp_path / "figures" / "sgld_bias_vs_total_time.png").exists()
+
+
+def test_readings_section_shows_the_stored_study(tmp_path, monkeypatch):
+    from validation import mnist
+    cells = {"SGD": [0.8] * 5, "IS": [0.5] * 5, "SGLD": [0.6] * 5, "HR": [0.7] * 5}
+    entry = {"reading": "printed", "kind": "reading", "loss_scale": 1.0, "rmse": 0.123, "ordering_matches": False,
+             "cells": cells, "std": {k: [0.0] * 5 for k in cells}, "checkpoints": [100, 200, 300, 400, 500],
+             "seeds": 5}
+    data = tmp_path / "s.json"
+    data.write_text(json.dumps([entry, dict(entry, reading="beta=2", kind="beta-fit", loss_scale=2.0, rmse=0.1)]))
+    monkeypatch.setattr(mnist, "READINGS_DATA", data)
+    monkeypatch.setattr(mnist, "READINGS_FASHION", tmp_path / "missing.json")
+    report = Report(tmp_path / "r")
+    mnist.readings_section(report)
+    body = report.sections[-1][1]
+    assert "lowest RMSE: **printed 0.123**" in body and "| printed | reading | 5 | 0.123 | fails |" in body
+    assert "best β = 2" in body

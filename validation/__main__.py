@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     for check in estimators.ALL:
         report.add(check(report))
     report.add_section("Estimator convergence", "\n\n".join(
-        f"![{n}](figures/{n}.png)" for n in ("is_error_vs_J", "sgld_error_vs_J", "robbins_monro_error_vs_iterations")))
+        f"![{n}](figures/{n}.png)" for n in ("is_error_vs_J", "sgld_error_vs_J", "robbins_monro_error_vs_iterations",
+                                                  "sgld_bias_vs_total_time")))
     estimators.trajectories_figure(report)
     mode = "full" if args.full else "quick" if args.quick else "default"
     print(f"\n== The paper's MNIST experiments ({mode} mode) ==", flush=True)

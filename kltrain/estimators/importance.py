@@ -104,13 +104,31 @@ def effective_sample_size(partial: ISPartial) -> float:
     return float(partial.sum_w ** 2 / partial.sum_w2)
 
 
-def proposal_noise(seed: int, start: int, stop: int, dim: int, antithetic: bool) -> np.ndarray:
-    """ε_j for j in [start, stop): counter normals, or ±pairs when antithetic."""
+def rescaled_partial(log_w: np.ndarray, beta: float, seed: int, start: int, dim: int, antithetic: bool,
+                     normals=None):
+    """(ISPartial, log weights) of IS on β·f from the log weights −f(x_j) of samples [start, start + n).
+
+    Same ε_j (regenerated from the counter stream by ``normals(seed, samples, dim)``, e.g. a
+    backend's; default :func:`kltrain.noise.counter_normals`), log weights multiplied by β:
+    log w_j = −β f(x_j). β = 1 returns the same estimate up to rounding.
+    """
+    log_w = np.asarray(log_w) * beta
+    rows = max(1, 2 ** 22 // max(dim, 1))  # noise rows per chunk (bounded memory)
+    stop = start + log_w.size
+    parts = [partial_from_log_weights(log_w[lo - start:min(lo + rows, stop) - start],
+                                      proposal_noise(seed, lo, min(lo + rows, stop), dim, antithetic, normals))
+             for lo in range(start, stop, rows)]
+    return combine(parts), log_w
+
+
+def proposal_noise(seed: int, start: int, stop: int, dim: int, antithetic: bool, normals=None) -> np.ndarray:
+    """ε_j for j in [start, stop): counter normals (``normals``, default counter_normals), ±pairs when antithetic."""
+    normals = counter_normals if normals is None else normals
     j = np.arange(start, stop)
     if not antithetic:
-        return counter_normals(seed, j, dim)
+        return np.asarray(normals(seed, j, dim), np.float64)
     sign = np.where(j % 2 == 0, 1.0, -1.0)[:, None]
-    return sign * counter_normals(seed, j // 2, dim)
+    return sign * np.asarray(normals(seed, j // 2, dim), np.float64)
 
 
 def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: int, stop: int,

@@ -13,7 +13,9 @@ with a_j = c·j^{−α}, α ∈ (1/2, 1]. (The paper prints a^l = c·l^α; see
 :class:`kltrain.schedules.RobbinsMonroSteps` for why the exponent must be negative.)
 
 Paper symbols → arguments: J ``n_iter``; M ``n_samples``; c, α ``c``, ``alpha``.
-The M draws per iteration are evaluated as one batch (``loss.grads``).
+The M draws per iteration are evaluated as one batch (``loss.grads``). By default
+every iteration uses the update's minibatch; with ``fresh_minibatch`` iteration j
+uses a new one, ``loss.resample(rng)`` (the stochastic-gradient reading of §5.1.1).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class RobbinsMonro:
     n_samples : M ≥ 1 draws z ~ φ_{x^j,τ} per iteration.
     c, alpha : steps a_j = c·j^{−α}; c > 0, α ∈ (1/2, 1] (paper §6: c = 0.1, α = 0.7).
     projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
+    fresh_minibatch : each iteration draws a new minibatch via ``loss.resample(rng)``.
     """
 
     kind: ClassVar[str] = "prox"
@@ -84,6 +87,7 @@ class RobbinsMonro:
     c: float = field(default=0.1, kw_only=True)
     alpha: float = field(default=0.7, kw_only=True)
     projected: bool = field(default=False, kw_only=True)
+    fresh_minibatch: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_iter, "n_iter", 1)
@@ -98,7 +102,29 @@ class RobbinsMonro:
 
     def step(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray,
              tau: float) -> tuple[np.ndarray, None, RMInfo]:
+        if self.fresh_minibatch:
+            return self._fresh(rng, state, loss, x_k, tau)
         seed = draw_seed(rng)
         rm = fast_path(loss, "robbins_monro", self.projected) or partial(robbins_monro, loss)
         x, residual = rm(x_k, tau, seed, self.steps(), self.n_samples)
+        return x, state, RMInfo(residual, self.n_iter, seed)
+
+    def _fresh(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray,
+               tau: float) -> tuple[np.ndarray, None, RMInfo]:
+        """eq. (5.3) with a new minibatch (and noise seed) per iteration (§5.1.1's stochastic gradients)."""
+        if not callable(getattr(loss, "resample", None)):
+            raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
+        x, M, residual, first, seed = np.array(x_k, dtype=np.float64), self.n_samples, 0.0, None, 0
+        for j, a in enumerate(self.steps(), start=1):
+            batch, seed = loss.resample(rng), draw_seed(rng)
+            term = fast_path(batch, "heat_gradient_term")
+            if term is not None:  # an MLP minibatch loss: τ·mean ∇f(z_m) on its reduced problem
+                g_tau = np.asarray(term(x, tau, seed, M), np.float64)
+            else:
+                g_tau = tau * loss_grads(batch, x + np.sqrt(tau) * proposal_draws(seed, 1, M, x.size)).mean(axis=0)
+            h = x - x_k + g_tau                                   # eq. (5.3)
+            x = x - a * h
+            residual = float(np.linalg.norm(h))
+            first = residual if first is None else first
+            check_stable(first, residual, j, tau)
         return x, state, RMInfo(residual, self.n_iter, seed)

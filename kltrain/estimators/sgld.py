@@ -1,7 +1,7 @@
 """Algorithm 3 of the paper (stochastic gradient Langevin dynamics) for E_{q_{x,τ}}[X].
 
     x^1 = x, or the previous update's last chain state (warm start, §5.1.1)
-    x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + η_j,   η_j ~ N(0, s²ε_j I),  j = 1..J−1
+    x^{j+1} = x^j − (ε_j/2)(∇f(x^j) − (x − x^j)/τ) + η_j,   η_j ~ N(0, T·ε_j I),  j = 1..J−1
     E_q[X] ≈ Σ_{j=1}^J ε_j x^j / Σ_{j=1}^J ε_j
 
 The drift is ½∇log q_{x,τ}: q ∝ exp(−f(x') − |x − x'|²/2τ) (eq. 2.6).
@@ -9,11 +9,25 @@ The drift is ½∇log q_{x,τ}: q ∝ exp(−f(x') − |x − x'|²/2τ) (eq. 2.
 Paper symbols → arguments: J ``n_steps``; ε_j ``temperatures`` (default
 1/(1000 + j), §6.2); the minibatch is the loss's business: by default every
 inner step uses the update's minibatch (the paper), with ``fresh_minibatch``
-each inner step calls ``loss.resample(rng)`` for a new one (as Entropy-SGD does).
-η_j = s·√ε_j · ε[j, :] from the counter-based generator (:mod:`kltrain.noise`),
-with s = ``noise_scale`` = 1 as printed in the paper. s < 1 is Entropy-SGD's
-"thermal noise" (Chaudhari et al., the paper's ref. [4], use s² = 10⁻⁴): the chain
-then samples q_{x,τ}^{1/s²}, concentrating on its mode as s → 0.
+each inner step calls ``loss.resample(rng)`` for a new one (§5.1.1's stochastic
+gradients). η_j = √(T·ε_j) · ε[j, :] from the counter-based generator
+(:mod:`kltrain.noise`), with the temperature T = ``temperature`` = 1 as printed in
+the paper (the paper has no other noise level).
+
+Temperature. With noise variance T·ε_j the chain targets q_{x,τ}^{1/T} ∝
+exp(−(f(x') + |x − x'|²/2τ)/T), not q_{x,τ}. For T < 1 that law concentrates on
+q's mode, argmin_{x'} f(x') + |x − x'|²/2τ = prox_{τf}(x); as T → 0 the estimate
+tends to prox_{τf}(x), and Algorithm 1 becomes a proximal-point step on f
+(close to SGD with step τ), no longer x_{k+1} = E_q[X]. T ≠ 1 is therefore a
+different algorithm, not a tuning of Algorithm 3.
+
+When to trust it (mixing). The chain runs for a total time Σ_j ε_j; with the
+paper's ε_j = 1/(1000 + j) and J = 10³ that is ≈ ln 2 ≈ 0.69. The pull towards x
+relaxes on the time scale 2τ, so Σε_j ≫ 2τ is needed just to forget the start, and
+far more where q has a barrier (a second mode) to cross. On the wide-and-sharp toy
+at x = (0.5, 0.5), τ = 0.2 (Σε_j/τ ≈ 3.5), 20 seeds average to about (0.08, 0.35)
+against the exact E_q[X] = (0.95, 0.46): biased however many seeds are averaged.
+``python -m validation`` measures this bias against Σε_j/τ (check "sgld_mixing").
 """
 
 from __future__ import annotations
@@ -76,7 +90,8 @@ class SGLD:
     temperatures : callable j ↦ ε_j (j = 1..J) or a length-J sequence; default 1/(1000 + j).
     warm_start : start the chain at the previous update's last state (paper §5.1.1).
     fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
-    noise_scale : s, the Langevin noise's scale (1 = Algorithm 3 as printed; see above).
+    temperature : T > 0, Langevin noise variance T·ε_j (1 = Algorithm 3 as printed); the
+        chain targets q^{1/T}, tending to prox_{τf}(x) as T → 0 (see above).
     projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`);
         not with ``fresh_minibatch``.
     """
@@ -87,14 +102,19 @@ class SGLD:
     warm_start: bool = field(default=True, kw_only=True)
     fresh_minibatch: bool = field(default=False, kw_only=True)
     projected: bool = field(default=False, kw_only=True)
-    noise_scale: float = field(default=1.0, kw_only=True)
+    temperature: float = field(default=1.0, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_steps, "n_steps", 1)
-        check_positive(self.noise_scale, "noise_scale")
+        check_positive(self.temperature, "temperature")
         if self.projected and self.fresh_minibatch:
             raise ValueError("projected=True needs one minibatch per update; it cannot use fresh_minibatch=True")
         self.eps()  # validate temperatures now, not at the first step
+
+    @property
+    def noise_scale(self) -> float:
+        """√T: the factor on √ε_j·ξ_j that the kernels take."""
+        return float(np.sqrt(self.temperature))
 
     def eps(self) -> np.ndarray:
         temps = HarmonicTemperatures() if self.temperatures is None else self.temperatures

@@ -168,7 +168,7 @@ def _langevin_parallel(x, chain, grad, total, half, root, inv_tau, en, skey):
 
 @nb.njit(**JIT)
 def langevin_update(x, chain, grad, total, e, e_next, tau, key, j, noise_scale):
-    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + s·√e·ε_j ;  total += e_next·chain (Alg. 3; s = 1 as printed)."""
+    """chain ← chain − (e/2)(∇f − (x − chain)/τ) + s·√e·ε_j ;  total += e_next·chain (Alg. 3; s = √T, T the SGLD temperature, 1 as printed)."""
     half, root = np.float32(0.5 * e), np.float32(noise_scale * np.sqrt(e))
     inv_tau, en = np.float32(1.0 / tau), np.float32(e_next)
     skey = sample_key(key, j)
@@ -217,11 +217,12 @@ RM_MAX_BLOCKS = 16  # Robbins–Monro: M draws in at most this many blocks (a fu
 
 @nb.njit(**PJIT)
 def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, colptr, col_row, col_val,
-                  offsets, n_threads):
-    """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (τ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
+                  offsets, n_threads, grad_scale):
+    """Algorithm 5: x^j = x^{j−1} − a_j (x^{j−1} − x_k + (βτ/M) Σ_m ∇f(z_m)), z_m ~ φ_{x^{j−1},τ}.
 
-    Returns (x^J, |ĥ| at the last iteration). Sample m of iteration j is noise sample (j−1)·M + m.
-    Σ_m is a sum of per-block sums in block order (thread t takes blocks t, t + n_threads, ...).
+    β = ``grad_scale`` is the loss scale (f → β·f; 1 as printed). Returns (x^J, |ĥ| at the last
+    iteration). Sample m of iteration j is noise sample (j−1)·M + m. Σ_m is a sum of per-block
+    sums in block order (thread t takes blocks t, t + n_threads, ...).
     """
     d, M = x_k.size, n_samples
     per = (M + RM_MAX_BLOCKS - 1) // RM_MAX_BLOCKS
@@ -242,7 +243,7 @@ def robbins_monro(x_k, tau, steps, n_samples, key, y, indptr, idx, val, cols, co
                     loss_and_grad(zs[t], y, indptr, idx, val, cols, colptr, col_row, col_val, offsets,
                                   works[t], grads[t])
                     sums[blk] += grads[t]
-        a, scale = np.float32(steps[j - 1]), np.float32(tau / M)
+        a, scale = np.float32(steps[j - 1]), np.float32(grad_scale * tau / M)
         g = sums[0].copy()
         for blk in range(1, n_blocks):   # row by row (contiguous), in block order
             g += sums[blk]

@@ -60,10 +60,10 @@ def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.
     cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
 
 
-def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
     x, residual = cpu.robbins_monro(
         _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
-        mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads())
+        mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads(), float(grad_scale))
     return x, float(residual)
 
 

@@ -131,7 +131,7 @@ def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     return d_total.copy_to_host() / np.float32(eps.sum()), d_chain.copy_to_host(), grad_norm
 
 
-def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
     """Algorithm 5 on the device: per iteration M gradient blocks (atomically summed) and one update grid."""
     lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
     d_xk = nbcuda.to_device(_f32(x_k))
@@ -143,7 +143,7 @@ def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
                                mb.batch_size, gsum)
         if j == len(steps):
             res2 = nbcuda.to_device(np.zeros(1))
-        K.rm_update[_blocks(d_x.size), COORD_THREADS](d_x, d_xk, gsum, np.float32(a), np.float32(tau / M), res2)
+        K.rm_update[_blocks(d_x.size), COORD_THREADS](d_x, d_xk, gsum, np.float32(a), np.float32(grad_scale * tau / M), res2)
     return d_x.copy_to_host(), float(np.sqrt(res2.copy_to_host()[0]))
 
 

@@ -18,17 +18,17 @@ from .layout import Minibatch
 class NetLoss:
     """f(x) of one minibatch in float64 (the loss protocol, with ``values``/``grads`` over rows)."""
 
-    def __init__(self, mb: Minibatch):
-        self.mb, self.dim = mb, mb.net.n_params
+    def __init__(self, mb: Minibatch, scale: float = 1.0):
+        self.mb, self.dim, self.scale = mb, mb.net.n_params, scale   # scale β: the loss is β·f
 
     def value(self, x) -> float:
-        return float(self.mb.net.loss(np.asarray(x, np.float64), self.mb.X, self.mb.y))
+        return self.scale * float(self.mb.net.loss(np.asarray(x, np.float64), self.mb.X, self.mb.y))
 
     def values(self, P) -> np.ndarray:
         return np.array([self.value(p) for p in np.atleast_2d(P)])
 
     def grad(self, x) -> np.ndarray:
-        return self.mb.net.loss_and_grad(np.asarray(x, np.float64), self.mb.X, self.mb.y)[1]
+        return self.scale * self.mb.net.loss_and_grad(np.asarray(x, np.float64), self.mb.X, self.mb.y)[1]
 
     def grads(self, P) -> np.ndarray:
         return np.stack([self.grad(p) for p in np.atleast_2d(P)])
@@ -59,8 +59,9 @@ def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.
     total += e_next * chain
 
 
-def robbins_monro(mb, x_k, tau, steps, n_samples, seed):
-    return rm.robbins_monro(NetLoss(mb), np.asarray(x_k, np.float64), tau, seed, steps, n_samples)
+def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+    """Algorithm 5 on β·f, β = ``grad_scale`` (1 as printed)."""
+    return rm.robbins_monro(NetLoss(mb, grad_scale), np.asarray(x_k, np.float64), tau, seed, steps, n_samples)
 
 
 def normals(seed, samples, n_coords):

