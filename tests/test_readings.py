@@ -9,7 +9,8 @@ from scipy import stats
 
 import kltrain.readings as R
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
-from kltrain.kernels import reference as REF
+from kltrain.estimators.sgld import sgld_chain
+from kltrain.kernels import numpy_backend as REF
 from kltrain.kernels.layout import Minibatch
 from kltrain.netloss import MinibatchLoss, TrainingSet
 from kltrain.nets import MLP
@@ -64,23 +65,22 @@ def test_batch_sum_is_estimate_is_importance_sampling_on_20f():
 
 def test_batch_sum_sgld_chain_is_the_chain_on_20f_not_a_temperature():
     eps = 1.0 / (1000.0 + np.arange(1, 9))
-    fast, _, _ = _loss(READINGS["batch-sum"]).sgld_chain(P, TAU, P, eps, 7)
-    slow, _, _ = SGLD(8, temperatures=eps)._chain(None, NumpyLoss(20.0), P.astype(np.float64), TAU,
-                                                  P.astype(np.float64), eps, 7)
+    fast, _, _ = _loss(READINGS["batch-sum"]).sgld_chain(P, TAU, 7, P, eps)
+    slow, _, _ = sgld_chain(NumpyLoss(20.0), P.astype(np.float64), TAU, 7, P.astype(np.float64), eps)
     np.testing.assert_allclose(fast, slow, atol=1e-5)
-    cold, _, _ = _loss(READINGS["printed"]).sgld_chain(P, TAU, P, eps, 7, noise_scale=np.sqrt(1 / 20))
+    cold, _, _ = _loss(READINGS["printed"]).sgld_chain(P, TAU, 7, P, eps, noise_scale=np.sqrt(1 / 20))
     assert np.abs(fast - cold).max() > 1e-4           # temperature 1/20 (same τ) is a different chain
 
 
 def test_batch_sum_robbins_monro_uses_20_grad_f():
     steps = RobbinsMonro(4, 3).steps()
-    x, _ = _loss(READINGS["batch-sum"]).robbins_monro(P, TAU, steps, 3, 9)
+    x, _ = _loss(READINGS["batch-sum"]).robbins_monro(P, TAU, 9, steps, 3)
     ref, _ = REF.robbins_monro(Minibatch.build(NET, X[:6], Y[:6]), P, TAU, steps, 3, 9, grad_scale=20.0)
     np.testing.assert_allclose(x, ref, atol=1e-5)
     # one iteration from x_k: x¹ − x_k = −a₁·τβ·ḡ(x_k), the same draws for both β
     one = np.array([0.3])
-    d20 = _loss(READINGS["batch-sum"]).projected_robbins_monro(P, TAU, one, 5, 4)[0] - P
-    d1 = _loss(READINGS["printed"]).projected_robbins_monro(P, TAU, one, 5, 4)[0] - P
+    d20 = _loss(READINGS["batch-sum"]).projected_robbins_monro(P, TAU, 4, one, 5)[0] - P
+    d1 = _loss(READINGS["printed"]).projected_robbins_monro(P, TAU, 4, one, 5)[0] - P
     np.testing.assert_allclose(d20, 20 * d1, atol=1e-5)
 
 
@@ -192,7 +192,7 @@ def test_readings_are_validated_and_change_only_their_fields():
 def test_quick_study_writes_per_run_json_and_resumes(tmp_path, monkeypatch):
     study = R.StudyConfig(seeds=1, readings=("printed", "cold-chain"), beta_grid=(), quick=True)
     summary = R.run_study(study, out=tmp_path, printer=lambda *_: None)
-    folder = tmp_path / "table-6.1-readings"
+    folder = tmp_path / "table-6.1-readings-quick"        # a quick study never writes over a full one
     runs = sorted((folder / "runs").glob("*.json"))
     assert len(runs) == 5                                   # cold-chain shares SGD, IS, HR with printed
     on_disk = json.loads((folder / "summary.json").read_text())
