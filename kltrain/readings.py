@@ -300,13 +300,12 @@ def table_markdown(summary: list, study: StudyConfig | None = None) -> str:
 
 def plot_readings(summary: list, path: Path) -> Path:
     """One panel per reading: mean held-out accuracy of the four algorithms, paper's cells as markers."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object-oriented API: no global backend is touched
 
     cols = min(4, len(summary))
     rows = int(np.ceil(len(summary) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows), squeeze=False, sharey=True)
+    fig = Figure(figsize=(3.3 * cols, 2.7 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     colors = dict(zip(ALGORITHMS, ("C0", "C1", "C2", "C3")))
     for ax, e in zip(axes.ravel(), summary):
         for a, c in colors.items():
@@ -322,5 +321,4 @@ def plot_readings(summary: list, path: Path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return Path(path)

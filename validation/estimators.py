@@ -149,7 +149,8 @@ def sgld_mixing(report, n_chains=32, long_eps=0.002, long_times=(0.7, 2.0, 7.0, 
     rel = {tau: _sgld_bias(loss, tau, paper, n_chains) for tau in MIX_TAUS}
     longer = [_sgld_bias(loss, TOUR_TAU, SGLD(int(t / long_eps), temperatures=np.full(int(t / long_eps), long_eps)),
                          n_chains)[0] for t in long_times]
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    fig = Figure(figsize=(4.8, 3.4))
+    ax = fig.subplots()
     ax.loglog([total / t for t in MIX_TAUS], [rel[t][0] for t in MIX_TAUS], "o-",
               label=f"paper's ε_j, J = 10³ (Σε_j = {total:.2f}), τ varied")
     ax.loglog([t / TOUR_TAU for t in long_times], longer, "s--", label=f"τ = {TOUR_TAU}, ε = {long_eps}, longer J")
@@ -162,7 +163,6 @@ def sgld_mixing(report, n_chains=32, long_eps=0.002, long_times=(0.7, 2.0, 7.0, 
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(report.figure("sgld_bias_vs_total_time.png"), dpi=110)
-    plt.close(fig)
     tour = rel[TOUR_TAU]
     return CheckResult(
         "SGLD mixing with the paper's ε_j", "Alg. 3, §6.2 (ε_j = 1/(1000+j))",
