@@ -50,8 +50,18 @@ def _as_output(mean, var, like):
     return mean, (np.diag(var) if np.ndim(like) == 2 else var)
 
 
+class _TiltedMoments:
+    """``tilted_moments`` from an ``estimate(seed, loss, mean, var) -> (mean, var, info)``."""
+
+    def tilted_moments(self, rng, loss, mean, cov):
+        """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.local_entropy_step` uses."""
+        mean = np.asarray(mean, dtype=np.float64)
+        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
+        return _as_output(m, v, cov)
+
+
 @dataclass(frozen=True)
-class GaussianIS:
+class GaussianIS(_TiltedMoments):
     """Importance sampling of q ∝ e^{−f} N(m, diag c) with N(m, diag c) as the proposal."""
 
     n_samples: int = 1000          # J (paper: 10³)
@@ -80,15 +90,10 @@ class GaussianIS:
         ess = float(np.exp(2 * lse - logsumexp(2 * log_w)))
         return mean + s1, np.maximum(s2 - s1 * s1, 0.0), MomentsInfo(ess, seed)
 
-    def tilted_moments(self, rng, loss, mean, cov):
-        """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.local_entropy_step` uses."""
-        mean = np.asarray(mean, dtype=np.float64)
-        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
-        return _as_output(m, v, cov)
 
 
 @dataclass(frozen=True)
-class GaussianSGLD:
+class GaussianSGLD(_TiltedMoments):
     """C-preconditioned Langevin chain on q ∝ e^{−f} N(m, diag c), started at m; chain moments."""
 
     n_steps: int = 1000            # chain length J
@@ -111,10 +116,6 @@ class GaussianSGLD:
         m = s1 / self.n_steps
         return m, np.maximum(s2 / self.n_steps - m * m, 0.0), MomentsInfo(1.0, seed)
 
-    def tilted_moments(self, rng, loss, mean, cov):
-        mean = np.asarray(mean, dtype=np.float64)
-        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
-        return _as_output(m, v, cov)
 
 
 @dataclass(frozen=True)
