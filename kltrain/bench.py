@@ -124,24 +124,28 @@ def _peer_times(peer, net, X, y, params, samples, m, repeat) -> dict[str, float]
 
 
 def run_bench(nets=("small", "hidden"), backend="cpu", repeat=3, samples=1000, m=30,
-              reference=True, json_path=None, printer=print, peer=None, extra=None) -> list[BenchRecord]:
+              reference=True, json_path=None, printer=print, peer=None, extra=None,
+              after_ours=None) -> list[BenchRecord]:
     """Time every algorithm on every net (and the peer's, same run); print the table; optionally write JSON.
 
     ``extra``: a dict written into the JSON beside the records (profile, sweep); with it the
-    JSON is ``{"records": [...], **extra}`` instead of the list of records.
+    JSON is ``{"records": [...], **extra}`` instead of the list of records. ``after_ours``: called
+    once our timings are done, before the peer and the NumPy baseline (which leave threads spinning).
     """
     check_peer(peer)
     backend_name = resolve(backend)
     kernels = get_backend(backend_name)
     X_train, y_train, _, _ = load_mnist(quiet=True)
     rows = []  # (net, algorithm, samples, seconds, reference name, reference fn)
-    peers: dict[str, dict[str, float]] = {}
-    for net_name in nets:  # ours first: a NumPy baseline leaves OpenBLAS threads spinning for a while
+    for net_name in nets:  # ours first: NumPy and XLA leave their threads spinning for a while
         net = NETS[net_name]()
         mb = Minibatch.build(net, X_train[:BATCH], y_train[:BATCH])
         for algorithm, n, ours, ref_name, ref_fn in _cases(net, mb, net.init(0), kernels, samples, m):
             rows.append((net_name, algorithm, n, best_time(ours, repeat), ref_name, ref_fn))
-        peers[net_name] = _peer_times(peer, net, X_train[:BATCH], y_train[:BATCH], net.init(0), samples, m, repeat)
+    if after_ours is not None:
+        after_ours()
+    peers = {name: _peer_times(peer, NETS[name](), X_train[:BATCH], y_train[:BATCH], NETS[name]().init(0),
+                               samples, m, repeat) for name in nets}
     records: list[BenchRecord] = []
     ref_cache: dict[Any, float | None] = {}
     for net_name, algorithm, n, seconds, ref_name, ref_fn in rows:

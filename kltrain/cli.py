@@ -16,12 +16,19 @@ def _bench(args) -> int:
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
     print(header(args.peer))
-    records = run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
-                        m=args.m, reference=not args.no_reference, peer=args.peer)
-    extra = None
-    if args.profile or args.sweep:
+    extra: dict | None = {} if args.profile or args.sweep else None
+    lines: list[str] = []   # the profile's table, printed after the bench table
+
+    def profile_and_sweep():
         from .bench_profile import run_profile_and_sweep
-        extra = run_profile_and_sweep(records[0].backend, args.samples, args.repeat, args.profile, args.sweep)
+        from .kernels import resolve
+        extra.update(run_profile_and_sweep(resolve(args.backend), args.samples, args.repeat, args.profile,
+                                           args.sweep, printer=lines.append))
+
+    records = run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
+                        m=args.m, reference=not args.no_reference, peer=args.peer,
+                        after_ours=profile_and_sweep if extra is not None else None)
+    print("\n".join(lines))
     if args.json:
         write_json(records, args.json, extra)
         print(f"wrote {args.json}")
