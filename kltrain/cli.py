@@ -12,7 +12,8 @@ from ._cliargs import (add_debug, at_least, comma_counts, comma_nets, nonnegativ
 
 def _bench(args) -> int:
     from ._io import prepare_file
-    from .bench import header, run_bench, write_json
+    from .bench import check_peer, header, run_bench, write_json
+    check_peer(args.peer)   # a missing JAX is found before the timings, not after
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
     print(header(args.peer))
