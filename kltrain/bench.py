@@ -45,6 +45,14 @@ class BenchRecord:
     reference_seconds_per_update: float | None
     reference: str
     paper_seconds_per_update: float | None
+    peer: str | None = None
+    peer_seconds_per_update: float | None = None
+
+    @property
+    def peer_ratio(self) -> float | None:
+        """Peer seconds / our seconds (> 1: we are faster)."""
+        peer_s = self.peer_seconds_per_update
+        return None if peer_s is None else peer_s / self.seconds_per_update
 
     @property
     def speedup(self) -> float | None:
@@ -63,11 +71,15 @@ def best_time(fn, repeat: int) -> float:
     return min(times)
 
 
+def _schedules(samples, m):
+    """SGLD temperatures ε_j (j = 1..samples) and Robbins–Monro steps a_j (j = 1..m) of the bench."""
+    return HarmonicTemperatures()(np.arange(1, samples + 1)), RobbinsMonroSteps(0.1, 0.7)(np.arange(1, m + 1))
+
+
 def _cases(net, mb, params, backend, samples, m):
     """(algorithm, samples, ours, reference name, reference) for one net."""
     rng = np.random.default_rng(0)
-    eps = HarmonicTemperatures()(np.arange(1, samples + 1))
-    steps = RobbinsMonroSteps(0.1, 0.7)(np.arange(1, m + 1))
+    eps, steps = _schedules(samples, m)
     X, y = mb.X, mb.y
     sgd_ref = lambda: params - LR * net.loss_and_grad(params, X, y)[1]  # noqa: E731
     is_ref = lambda: ref.naive_importance_update(net, params, X, y, TAU, samples, rng)  # noqa: E731
@@ -90,18 +102,50 @@ def _cases(net, mb, params, backend, samples, m):
     ]
 
 
+def check_peer(peer) -> None:
+    """Refuse an unknown peer, or the JAX peer without JAX, before any timing (ValueError)."""
+    if peer is None:
+        return
+    if peer != "jax":
+        raise ValueError(f"unknown peer {peer!r} (known: jax)")
+    from . import bench_peers
+    if not bench_peers.jax_available():
+        raise ValueError("--peer jax needs JAX: pip install 'kltrain[peers]' (jax[cpu])")
+
+
+def _peer_times(peer, net, X, y, params, samples, m, repeat) -> dict[str, float]:
+    """{algorithm: seconds} of the peer implementation on one net ({} without a peer)."""
+    check_peer(peer)
+    if peer is None:
+        return {}
+    from .bench_peers import time_jax_peers
+    eps, steps = _schedules(samples, m)
+    return time_jax_peers(net, X, y, params, TAU, LR, samples, eps, steps, m, repeat)
+
+
 def run_bench(nets=("small", "hidden"), backend="cpu", repeat=3, samples=1000, m=30,
-              reference=True, json_path=None, printer=print) -> list[BenchRecord]:
-    """Time every algorithm on every net; print the table; optionally write JSON records."""
+              reference=True, json_path=None, printer=print, peer=None, extra=None,
+              after_ours=None) -> list[BenchRecord]:
+    """Time every algorithm on every net (and the peer's, same run); print the table; optionally write JSON.
+
+    ``extra``: a dict written into the JSON beside the records (profile, sweep); with it the
+    JSON is ``{"records": [...], **extra}`` instead of the list of records. ``after_ours``: called
+    once our timings are done, before the peer and the NumPy baseline (which leave threads spinning).
+    """
+    check_peer(peer)
     backend_name = resolve(backend)
     kernels = get_backend(backend_name)
     X_train, y_train, _, _ = load_mnist(quiet=True)
     rows = []  # (net, algorithm, samples, seconds, reference name, reference fn)
-    for net_name in nets:  # ours first: a NumPy baseline leaves OpenBLAS threads spinning for a while
+    for net_name in nets:  # ours first: NumPy and XLA leave their threads spinning for a while
         net = NETS[net_name]()
         mb = Minibatch.build(net, X_train[:BATCH], y_train[:BATCH])
         for algorithm, n, ours, ref_name, ref_fn in _cases(net, mb, net.init(0), kernels, samples, m):
             rows.append((net_name, algorithm, n, best_time(ours, repeat), ref_name, ref_fn))
+    if after_ours is not None:
+        after_ours()
+    peers = {name: _peer_times(peer, NETS[name](), X_train[:BATCH], y_train[:BATCH], NETS[name]().init(0),
+                               samples, m, repeat) for name in nets}
     records: list[BenchRecord] = []
     ref_cache: dict[Any, float | None] = {}
     for net_name, algorithm, n, seconds, ref_name, ref_fn in rows:
@@ -111,10 +155,12 @@ def run_bench(nets=("small", "hidden"), backend="cpu", repeat=3, samples=1000, m
             ref_seconds = ref_cache.get(key) or best_time(ref_fn, 1)
             ref_cache[key] = ref_seconds
         paper = PAPER_TABLE_6_2.get(algorithm) if net_name == "hidden" else None
-        records.append(BenchRecord(algorithm, net_name, backend_name, n, seconds, ref_seconds, ref_name, paper))
+        peer_s = peers[net_name].get(algorithm.split()[0])
+        records.append(BenchRecord(algorithm, net_name, backend_name, n, seconds, ref_seconds, ref_name, paper,
+                                   peer if peer_s is not None else None, peer_s))
         printer(format_row(records[-1]))
     if json_path:
-        write_json(records, json_path)
+        write_json(records, json_path, extra)
     return records
 
 
@@ -122,18 +168,31 @@ HEADER = (f"{'algorithm':<14} {'net':<7} {'backend':<7} {'samples':>7} {'s/updat
           f"{'NumPy s/update':>15} {'speedup':>8} {'paper (Tab 6.2)':>16}")
 
 
+def header(peer: str | None = None) -> str:
+    """The table header, with the peer's columns when a peer is timed."""
+    return HEADER if peer is None else HEADER + f" {peer + ' s/update':>15} {peer + '/ours':>9}"
+
+
 def format_row(r: BenchRecord) -> str:
     ref_s = "" if r.reference_seconds_per_update is None else f"{r.reference_seconds_per_update:.4g}"
     speed = "" if r.speedup is None else f"{r.speedup:.0f}x"
     paper = "" if r.paper_seconds_per_update is None else f"{r.paper_seconds_per_update:.4g}"
     return (f"{r.algorithm:<14} {r.net:<7} {r.backend:<7} {r.samples:>7} {r.seconds_per_update:>10.4g} "
-            f"{ref_s:>15} {speed:>8} {paper:>16}")
+            f"{ref_s:>15} {speed:>8} {paper:>16}" + _peer_columns(r))
 
 
-def write_json(records, path) -> Path:
+def _peer_columns(r: BenchRecord) -> str:
+    if r.peer_seconds_per_update is None:
+        return ""
+    return f" {r.peer_seconds_per_update:>15.4g} {f'{r.peer_ratio:.1f}x':>9}"
+
+
+def write_json(records, path, extra=None) -> Path:
+    """The records as a JSON list, or ``{"records": [...], **extra}`` when ``extra`` is given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json(path, [dict(asdict(r), speedup=r.speedup) for r in records], indent=1)
+    rows = [dict(asdict(r), speedup=r.speedup, peer_ratio=r.peer_ratio) for r in records]
+    return atomic_write_json(path, rows if extra is None else {"records": rows, **extra}, indent=1)
 
 
 def markdown_table(records) -> str:

@@ -12,13 +12,26 @@ from ._cliargs import (add_debug, at_least, comma_counts, comma_nets, nonnegativ
 
 def _bench(args) -> int:
     from ._io import prepare_file
-    from .bench import HEADER, run_bench
+    from .bench import check_peer, header, run_bench, write_json
+    check_peer(args.peer)   # a missing JAX is found before the timings, not after
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
-    print(HEADER)
-    run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
-              m=args.m, reference=not args.no_reference, json_path=args.json)
+    print(header(args.peer))
+    extra: dict | None = {} if args.profile or args.sweep else None
+    lines: list[str] = []   # the profile's table, printed after the bench table
+
+    def profile_and_sweep():
+        from .bench_profile import run_profile_and_sweep
+        from .kernels import resolve
+        extra.update(run_profile_and_sweep(resolve(args.backend), args.samples, args.repeat, args.profile,
+                                           args.sweep, printer=lines.append))
+
+    records = run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
+                        m=args.m, reference=not args.no_reference, peer=args.peer,
+                        after_ours=profile_and_sweep if extra is not None else None)
+    print("\n".join(lines))
     if args.json:
+        write_json(records, args.json, extra)
         print(f"wrote {args.json}")
     return 0
 
@@ -123,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--m", type=at_least(1), default=30,
                        help="HR: M draws per iteration and J iterations (paper: 30)")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy baseline")
-    bench.add_argument("--json", metavar="PATH", help="write the records as JSON")
+    bench.add_argument("--json", metavar="PATH",
+                       help="write the records as JSON (a list; with --profile/--sweep {records, profile, sweep})")
+    bench.add_argument("--peer", choices=["jax"], help="also time a JAX-on-CPU peer in the same run (needs [peers])")
+    bench.add_argument("--profile", action="store_true", help="where the reduced IS update's time goes, with floors")
+    bench.add_argument("--sweep", action="store_true", help="reduced IS seconds per update for J = 1e2..1e5")
     bench.set_defaults(func=_bench)
 
     from .experiments import NAMES

@@ -1,0 +1,196 @@
+"""Where the reduced IS update's time goes (``kltrain bench --profile``) and its scaling in J (``--sweep``).
+
+The reduced IS update (:func:`kltrain.projected.projected_importance_update`) is
+split into its parts, each timed alone (best of ``repeat`` after a warm-up):
+SVD/QR of the minibatch, x → x̃, the IS kernel (normals + forward + weights +
+reduction, fused; the normals are also timed alone with the same generator and
+the rest is the difference), the posterior mean, the orthogonal draw Z, and
+P⊥ + lift. Beside each part is a *floor*: its operation count divided by a rate
+measured on this machine in the same run — normals per second of our counter
+generator on a large block, and GFLOP/s of a large float32 matmul. The floor
+says how fast the part could be at that rate, not that it is reachable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numba as nb
+import numpy as np
+
+from .estimators.importance import posterior_mean_from_partial
+from .kernels.counter import fill_normals, sample_key
+from .noise import stream_key
+from .projected import ORTHOGONAL_SAMPLE, _orthogonal_scale, projected_importance_update, reduce_minibatch
+
+SWEEP_SAMPLES = (100, 1_000, 10_000, 100_000)
+PROFILE_REPEAT = 10   # at least this many timed runs per profile part
+
+
+@dataclass(frozen=True)
+class ProfilePart:
+    part: str
+    seconds: float
+    floor_seconds: float | None
+    operations: float
+    unit: str
+
+    @property
+    def over_floor(self) -> float | None:
+        return None if not self.floor_seconds else self.seconds / self.floor_seconds
+
+
+def _best(fn, repeat: int) -> float:
+    """Best wall time of ``repeat`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+@nb.njit(cache=True, error_model="numpy", fastmath=True, parallel=True)
+def fill_rows(key, rows, n, n_threads):
+    """Generate rows × n normals as the IS kernel does (one reused length-n buffer per thread)."""
+    check = np.zeros(n_threads, dtype=np.float32)
+    for t in nb.prange(n_threads):
+        e = np.empty(n, dtype=np.float32)
+        for j in range(t, rows, n_threads):
+            fill_normals(sample_key(key, j), 0, e)
+            check[t] += e[j % n]
+    return check
+
+
+def time_normals(rows: int, n: int, repeat: int = 3) -> float:
+    """Seconds to generate rows × n normals in cache-resident rows on all numba threads."""
+    key, threads = stream_key(0), nb.get_num_threads()
+    return _best(lambda: fill_rows(key, rows, n, threads), repeat)
+
+
+def normals_per_second(repeat: int = 3, rows: int = 2048, n: int = 8192) -> float:
+    """Measured rate of our counter generator (all numba threads), rows of n normals as in the kernel."""
+    return rows * n / time_normals(rows, n, repeat)
+
+
+def matmul_flops_per_second(repeat: int = 3, n: int = 1024, rng: np.random.Generator | None = None) -> float:
+    """Measured float32 GEMM rate (FLOP/s) of an n×n×n product with NumPy's BLAS."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    return 2.0 * n ** 3 / _best(lambda: a @ b, repeat)
+
+
+def _counts(mb, red, samples):
+    """Operation counts of each part: (normals, FLOPs) for the reduced problem of ``mb``."""
+    sizes, B, in_dim, r = mb.net.sizes, mb.batch_size, mb.net.sizes[0], red.rank
+    H = sizes[1]
+    n_red = red.minibatch.net.n_params
+    forward = samples * 2.0 * B * sum(a * b for a, b in zip((r,) + sizes[1:-1], sizes[1:]))
+    return {
+        "svd": 4.0 * B * B * in_dim + 22.0 * B ** 3 + 2.0 * in_dim * r * r,   # thin SVD + QR + basis
+        "reduce": 2.0 * in_dim * r * H,
+        "normals": float(samples * n_red),
+        "forward": forward,
+        "weights": float(samples * B * sizes[-1]),        # one exp per logit
+        "reduction": 2.0 * samples * n_red,               # Σ_j w_j ε_j
+        "z": float(in_dim * H),
+        "lift": 3 * 2.0 * 2 * in_dim * r * H,             # two P⊥ and one Ũ c̃: each two in×r×H products
+    }
+
+
+def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rates=None) -> list[ProfilePart]:
+    """Time each part of one reduced IS update of ``samples`` samples and set its floor beside it."""
+    normal_rate, flop_rate = rates or (normals_per_second(repeat), matmul_flops_per_second(repeat))
+    red = reduce_minibatch(mb)
+    W1, _ = red._split(params)
+    reduced = red.reduce(params)
+    n = _counts(mb, red, samples)
+    part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False)
+    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float64).reshape(W1.shape)
+    kernel = _best(lambda: backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False), repeat)
+    normals = time_normals(samples, reduced.size, repeat)
+    rest_floor = (n["forward"] + n["reduction"] + n["weights"]) / flop_rate
+    parts = [
+        ProfilePart("SVD/QR", _best(lambda: reduce_minibatch(mb), repeat), n["svd"] / flop_rate, n["svd"], "FLOP"),
+        ProfilePart("x -> x~", _best(lambda: red.reduce(params), repeat), n["reduce"] / flop_rate, n["reduce"],
+                    "FLOP"),
+        ProfilePart("IS kernel (fused)", kernel, n["normals"] / normal_rate + rest_floor,
+                    n["normals"] + n["forward"] + n["reduction"], "normals+FLOP"),
+        ProfilePart("  normals (alone)", normals, n["normals"] / normal_rate, n["normals"], "normals"),
+        ProfilePart("  fwd+weights+reduce", max(kernel - normals, 0.0), rest_floor,
+                    n["forward"] + n["weights"] + n["reduction"], "FLOP"),
+        ProfilePart("    forward (floor)", float("nan"), n["forward"] / flop_rate, n["forward"], "FLOP"),
+        ProfilePart("    reduction (floor)", float("nan"), n["reduction"] / flop_rate, n["reduction"], "FLOP"),
+        ProfilePart("posterior mean", _best(lambda: posterior_mean_from_partial(part, reduced.astype(np.float64),
+                                                                              tau), repeat), None, 0.0, ""),
+        ProfilePart("orthogonal Z", _best(lambda: backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), repeat),
+                    n["z"] / normal_rate, n["z"], "normals"),
+        ProfilePart("P-perp + lift", _best(lambda: red.lift(reduced, red.perp(W1) + _orthogonal_scale(log_w, False)
+                                                               * red.perp(z)), repeat),
+                    n["lift"] / flop_rate, n["lift"], "FLOP"),
+    ]
+    total_floor = sum(p.floor_seconds or 0.0 for p in parts if not p.part.startswith(" "))
+    total = _best(lambda: projected_importance_update(backend, mb, params, tau, seed, samples), repeat)
+    return parts + [ProfilePart("update (total)", total, total_floor, float("nan"), "")]
+
+
+def sweep_reduced_is(backend, mb, params, tau, samples=SWEEP_SAMPLES, repeat=3, seed=1) -> list[dict]:
+    """Seconds per reduced IS update against J (best of ``repeat``, one run above 10⁴ samples)."""
+    out = []
+    for J in samples:
+        fn = lambda: projected_importance_update(backend, mb, params, tau, seed, J)  # noqa: E731
+        out.append({"samples": int(J), "seconds_per_update": _best(fn, repeat if J <= 10_000 else 1)})
+    return out
+
+
+PROFILE_HEADER = f"{'part':<24} {'seconds':>10} {'floor s':>10} {'x floor':>8} {'operations':>12} unit"
+
+
+def format_part(p: ProfilePart) -> str:
+    secs = "" if np.isnan(p.seconds) else f"{p.seconds:.4g}"
+    floor = "" if p.floor_seconds is None else f"{p.floor_seconds:.4g}"
+    ratio = "" if p.over_floor is None or np.isnan(p.over_floor) else f"{p.over_floor:.1f}x"
+    ops = "" if not p.operations or np.isnan(p.operations) else f"{p.operations:.3g}"
+    return f"{p.part:<24} {secs:>10} {floor:>10} {ratio:>8} {ops:>12} {p.unit}"
+
+
+def profile_json(parts, normal_rate, flop_rate) -> dict:
+    """The profile as a JSON-ready dict (rates and parts)."""
+    return {"normals_per_second": normal_rate, "matmul_flops_per_second": flop_rate,
+            "parts": [dict(asdict(p), over_floor=p.over_floor) for p in parts]}
+
+
+__all__ = ["PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "matmul_flops_per_second",
+           "normals_per_second", "profile_json", "profile_reduced_is", "run_profile_and_sweep", "sweep_reduced_is"]
+
+
+def run_profile_and_sweep(backend_name, samples=1000, repeat=3, profile=True, sweep=True, printer=print) -> dict:
+    """Profile and/or sweep the reduced IS update of 784–200–10 on an MNIST minibatch; return the JSON part."""
+    from .bench import BATCH, TAU
+    from .data import load_mnist
+    from .kernels import get_backend
+    from .kernels.layout import Minibatch
+    from .nets import MLP
+
+    backend, net = get_backend(backend_name), MLP.hidden()
+    X, y, _, _ = load_mnist(quiet=True)
+    mb, params = Minibatch.build(net, X[:BATCH], y[:BATCH]), net.init(0)
+    out: dict = {}
+    if profile:
+        best_of = max(repeat, PROFILE_REPEAT)   # parts take milliseconds: more repeats, less noise
+        rates = (normals_per_second(best_of), matmul_flops_per_second(best_of))
+        parts = profile_reduced_is(backend, mb, params, TAU, samples, best_of, rates=rates)
+        printer(f"\nreduced IS, 784-200-10, J = {samples}: {rates[0] / 1e9:.3g} G normals/s, "
+                f"{rates[1] / 1e9:.3g} GFLOP/s (float32 GEMM)")
+        printer(PROFILE_HEADER)
+        for p in parts:
+            printer(format_part(p))
+        out["profile"] = dict(profile_json(parts, *rates), samples=samples)
+    if sweep:
+        out["sweep"] = sweep_reduced_is(backend, mb, params, TAU, repeat=repeat)
+        printer("\nreduced IS, 784-200-10: seconds per update against J")
+        for row in out["sweep"]:
+            printer(f"J = {row['samples']:>7}  {row['seconds_per_update']:.4g} s")
+    return out

@@ -1,0 +1,57 @@
+"""``kltrain bench --profile`` / ``--sweep``: the parts of the reduced IS update, their floors, and the J sweep."""
+
+import json
+
+import numpy as np
+
+from kltrain.bench_profile import (ProfilePart, format_part, profile_reduced_is, sweep_reduced_is,
+                                   time_normals)
+from kltrain.cli import main
+from kltrain.kernels import get_backend
+from kltrain.kernels.layout import Minibatch
+from kltrain.nets import MLP
+
+PARTS = ["SVD/QR", "x -> x~", "IS kernel (fused)", "  normals (alone)", "  fwd+weights+reduce",
+         "    forward (floor)", "    reduction (floor)", "posterior mean", "orthogonal Z", "P-perp + lift",
+         "update (total)"]
+
+
+def _problem():
+    rng = np.random.default_rng(0)
+    net = MLP((784, 16, 10))
+    X, y = rng.random((6, 784), dtype=np.float32), rng.integers(0, 10, 6)
+    return get_backend("cpu"), Minibatch.build(net, X, y), net.init(rng)
+
+
+def test_profile_parts_and_floors():
+    backend, mb, params = _problem()
+    parts = profile_reduced_is(backend, mb, params, 0.01, 20, repeat=1, rates=(1e9, 1e11))
+    assert [p.part for p in parts] == PARTS
+    for p in parts:
+        assert isinstance(p, ProfilePart) and isinstance(format_part(p), str)
+        assert np.isnan(p.seconds) or p.seconds > 0
+        assert p.floor_seconds is None or p.floor_seconds > 0
+    normals = parts[3]
+    n_reduced = 6 * 16 + 16 + 16 * 10 + 10       # rank 6 reduced net
+    assert normals.operations == 20 * n_reduced and normals.floor_seconds == 20 * n_reduced / 1e9
+
+
+def test_time_normals_is_positive():
+    assert time_normals(8, 64, repeat=1) > 0
+
+
+def test_sweep_rows():
+    backend, mb, params = _problem()
+    rows = sweep_reduced_is(backend, mb, params, 0.01, samples=(10, 20), repeat=1)
+    assert [r["samples"] for r in rows] == [10, 20] and all(r["seconds_per_update"] > 0 for r in rows)
+
+
+def test_bench_cli_profile_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--nets", "small", "--backend", "cpu", "--samples", "10", "--m", "2", "--repeat", "1",
+                 "--no-reference", "--profile", "--json", str(path)]) == 0
+    out = json.loads(path.read_text())
+    assert set(out) == {"records", "profile"} and len(out["records"]) == 7
+    assert [p["part"] for p in out["profile"]["parts"]] == PARTS
+    assert out["profile"]["normals_per_second"] > 0 and out["profile"]["samples"] == 10
+    assert "floor" in capsys.readouterr().out
