@@ -13,12 +13,12 @@ says how fast the part could be at that rate, not that it is reachable.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numba as nb
 import numpy as np
 
+from .bench import best_time as _best
 from .estimators.importance import posterior_mean_from_partial
 from .kernels.counter import fill_normals, sample_key
 from .noise import stream_key
@@ -39,17 +39,6 @@ class ProfilePart:
     @property
     def over_floor(self) -> float | None:
         return None if not self.floor_seconds else self.seconds / self.floor_seconds
-
-
-def _best(fn, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True, parallel=True)
