@@ -78,14 +78,14 @@ def _counts(mb, red, samples):
     n_red = red.minibatch.net.n_params
     forward = samples * 2.0 * B * sum(a * b for a, b in zip((r,) + sizes[1:-1], sizes[1:]))
     return {
-        "svd": 4.0 * B * B * in_dim + 22.0 * B ** 3 + 2.0 * in_dim * r * r,   # thin SVD + QR + basis
+        "svd": 4.0 * B * B * in_dim + 22.0 * B ** 3 + 2.0 * in_dim * B * r,   # QR of Aᵀ, SVD of R₁, basis
         "reduce": 2.0 * in_dim * r * H,
         "normals": float(samples * n_red),
         "forward": forward,
         "weights": float(samples * B * sizes[-1]),        # one exp per logit
         "reduction": 2.0 * samples * n_red,               # Σ_j w_j ε_j
         "z": float(in_dim * H),
-        "lift": 3 * 2.0 * 2 * in_dim * r * H,             # two P⊥ and one Ũ c̃: each two in×r×H products
+        "lift": 2 * 2.0 * in_dim * r * H,                 # W₁ + Ũ(c̃ − ŨᵀM): two in×r×H products
     }
 
 
@@ -116,8 +116,8 @@ def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rate
                                                                               tau), repeat), None, 0.0, ""),
         ProfilePart("orthogonal Z", _best(lambda: backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), repeat),
                     n["z"] / normal_rate, n["z"], "normals"),
-        ProfilePart("P-perp + lift", _best(lambda: red.lift(reduced, red.perp(W1) + _orthogonal_scale(log_w, False)
-                                                               * red.perp(z)), repeat),
+        ProfilePart("P-perp + lift", _best(lambda: red.lift_projecting(reduced, W1 + _orthogonal_scale(log_w, False)
+                                                                        * z), repeat),
                     n["lift"] / flop_rate, n["lift"], "FLOP"),
     ]
     total_floor = sum(p.floor_seconds or 0.0 for p in parts if not p.part.startswith(" "))

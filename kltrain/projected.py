@@ -79,17 +79,40 @@ class Reduction:
         W1 = self.basis @ np.asarray(reduced[:head], np.float64).reshape(self.rank, H) + w1_perp
         return np.concatenate([W1.ravel(), reduced[head:]]).astype(np.float32)
 
+    def lift_projecting(self, reduced, M) -> np.ndarray:
+        """``lift(reduced, perp(M))`` for an in×H matrix M, by W₁ = M + Ũ(c̃ − ŨᵀM).
+
+        Two in×r×H products instead of the four of ``perp`` + ``lift`` (six when the
+        orthogonal part is a sum of two ``perp``): P⊥ is linear, so the caller sums
+        first and projects once. Equal to the longer form up to float64 rounding.
+        """
+        H = self.full.net.layer_offsets[0][3]
+        head = self.rank * H
+        c = np.asarray(reduced[:head], np.float64).reshape(self.rank, H)
+        W1 = M + self.basis @ (c - self.basis.T @ M)
+        return np.concatenate([W1.ravel(), reduced[head:]]).astype(np.float32)
+
 
 def reduce_minibatch(mb: Minibatch) -> Reduction:
-    """SVD + QR of the minibatch (rank by the float32 tolerance; at least 1 so the net stays valid)."""
+    """Basis Ũ and Rᵀ of the minibatch (rank by the float32 tolerance; at least 1 so the net stays valid).
+
+    The SVD of A (B×in) is taken through a QR of Aᵀ = Q₁R₁ (in×B, Householder: stable,
+    no squared condition number) and the SVD of the small R₁ = u S vᵀ, so A = v S (Q₁u)ᵀ:
+    ~3× cheaper than a thin SVD of A for 20×784. The signs are fixed (diag R ≥ 0), so Ũ
+    and Rᵀ depend on A alone, not on LAPACK's choice of singular-vector signs; for a
+    full-rank A, Ũ is the Gram–Schmidt basis of A's rows and Rᵀ = AŨ.
+    """
     X = np.asarray(mb.X, dtype=np.float64)
-    V, S, Ut = np.linalg.svd(X, full_matrices=False)
+    Q1, R1 = np.linalg.qr(X.T)
+    u, S, vt = np.linalg.svd(R1, full_matrices=False)
     tol = S.max(initial=0.0) * max(X.shape) * np.finfo(np.float32).eps
     r = max(int(np.sum(S > tol)), 1)    # a blank minibatch keeps one (inert) direction
-    q, R = np.linalg.qr((V[:, :r] * S[:r]).T)
-    basis = Ut[:r].T @ q
+    q, R = np.linalg.qr((vt[:r].T * S[:r]).T)
+    sign = np.where(np.diag(R) < 0, -1.0, 1.0)
+    basis = Q1 @ (u[:, :r] @ (q * sign))
+    tri = (R * sign[:, None]).T.copy()
     reduced_net = MLP((r,) + mb.net.sizes[1:])
-    return Reduction(basis, R.T.copy(), Minibatch.build(reduced_net, R.T, mb.y), mb)
+    return Reduction(basis, tri, Minibatch.build(reduced_net, tri, mb.y), mb)
 
 
 def _orthogonal_scale(log_w: np.ndarray, antithetic: bool) -> float:
@@ -123,8 +146,7 @@ def _projected_importance_update(backend, mb, params, tau, seed, n_samples, anti
         part, log_w = rescaled_partial(log_w, loss_scale, seed, 0, reduced.size, antithetic, backend.normals)
     mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
     z = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1.shape)
-    w1_perp = red.perp(W1) + np.sqrt(tau) * _orthogonal_scale(log_w, antithetic) * red.perp(z)
-    update = red.lift(mean, w1_perp)
+    update = red.lift_projecting(mean, W1 + np.sqrt(tau) * _orthogonal_scale(log_w, antithetic) * z)
     info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
     return update, info
 
@@ -136,7 +158,7 @@ def projected_robbins_monro(backend, mb, x_k, tau, steps, n_samples, seed, grad_
         W1, _ = red._split(x_k)
         x_red, residual = backend.robbins_monro(red.minibatch, red.reduce(x_k), tau, steps, n_samples, seed,
                                                  grad_scale)
-        return red.lift(np.asarray(x_red), red.perp(W1)), residual
+        return red.lift_projecting(np.asarray(x_red), W1), residual
 
 
 def ou_moments(eps: np.ndarray, tau: float):
@@ -182,8 +204,7 @@ def _projected_sgld_chain(backend, mb, x, chain, tau, eps, seed, noise_scale):
     v = sd_mean * z1                                           # Σ_k v_k ξ_k
     u = (cov / sd_mean if sd_mean > 0 else 0.0) * z1 + np.sqrt(max(var_end - (cov ** 2 / var_mean if var_mean > 0
                                                                                else 0.0), 0.0)) * z2
-    anchor_perp = red.perp(W1_x)
-    y1 = red.perp(W1_c) - anchor_perp
-    mean = red.lift(np.asarray(mean_red), anchor_perp + b * y1 + red.perp(v))
-    end = red.lift(np.asarray(chain_red), anchor_perp + a * y1 + red.perp(u))
+    y1 = W1_c - W1_x                                           # P⊥ is linear: project once, in the lift
+    mean = red.lift_projecting(np.asarray(mean_red), W1_x + b * y1 + v)
+    end = red.lift_projecting(np.asarray(chain_red), W1_x + a * y1 + u)
     return mean, end, grad_norm

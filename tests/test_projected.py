@@ -202,3 +202,53 @@ def test_projected_update_is_seeded_and_reports_ess():
     b, _ = projected_importance_update(CPU, mb, params, TAU, 7, N_SAMPLES)
     np.testing.assert_array_equal(a, b)
     assert 1 <= info.ess <= N_SAMPLES and info.log_weights.shape == (N_SAMPLES,) and info.seed == 7
+
+
+def _old_reduction(X):
+    """The earlier route (thin SVD of A, then QR), signs fixed to diag R ≥ 0 as reduce_minibatch does."""
+    V, S, Ut = np.linalg.svd(np.asarray(X, np.float64), full_matrices=False)
+    r = max(int(np.sum(S > S.max(initial=0.0) * max(X.shape) * np.finfo(np.float32).eps)), 1)
+    q, R = np.linalg.qr((V[:, :r] * S[:r]).T)
+    sign = np.where(np.diag(R) < 0, -1.0, 1.0)
+    return Ut[:r].T @ q * sign, (R * sign[:, None]).T
+
+
+def _minibatches():
+    rng = np.random.default_rng(12)
+    net = MLP((30, 4, 3))
+    y = np.arange(6) % 3
+    dense = rng.random((6, 30))
+    sparse = dense * (rng.random((6, 30)) < 0.3)
+    repeated = dense.copy()
+    repeated[[4, 5]] = repeated[[0, 1]]                   # rank 4 (the first 4 images independent: Ũ unique)
+    ill = dense.copy()
+    ill[3] = ill[1] + 1e-4 * rng.random(30)               # nearly repeated: condition ~1e5, still rank 6
+    wide = rng.random((40, 30))                           # more images than pixels: rank 30
+    return [Minibatch.build(net, X, np.resize(y, len(X))) for X in (dense, sparse, repeated, ill, wide)]
+
+
+@pytest.mark.parametrize("case", range(5), ids=["dense", "sparse", "repeated", "ill-conditioned", "wide"])
+def test_reduction_equals_the_svd_route_and_is_orthonormal(case):
+    mb = _minibatches()[case]
+    red = reduce_minibatch(mb)
+    basis, tri = _old_reduction(mb.X)
+    assert red.rank == basis.shape[1] == [6, 6, 4, 6, 30][case]
+    np.testing.assert_allclose(red.basis.T @ red.basis, np.eye(red.rank), atol=1e-12)
+    np.testing.assert_allclose(red.basis @ red.basis.T, basis @ basis.T, atol=1e-8)   # same row space
+    np.testing.assert_allclose(red.basis, basis, atol=1e-8)
+    np.testing.assert_allclose(red.tri, tri, atol=1e-8)
+    np.testing.assert_allclose(mb.X @ red.basis, red.tri, atol=1e-6)
+    assert np.all(np.triu(red.tri, 1) == 0) and np.all(np.diag(red.tri) >= 0)
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_lift_projecting_equals_perp_then_lift(case):
+    mb = _minibatches()[case]
+    red = reduce_minibatch(mb)
+    rng = np.random.default_rng(case)
+    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    reduced = rng.normal(size=red.minibatch.net.n_params).astype(np.float32)
+    M = rng.normal(size=(fan_in, H))
+    np.testing.assert_allclose(red.lift_projecting(reduced, M), red.lift(reduced, red.perp(M)), atol=1e-6)
+    wrong = red.lift(reduced, M)                          # negative control: M not projected
+    assert np.abs(red.lift_projecting(reduced, M) - wrong).max() > 1e-2

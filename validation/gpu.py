@@ -91,7 +91,7 @@ def profile_projected_is(quick=False, n_samples=1000, repeat=20) -> dict:
         mean = posterior_mean_from_partial(part, reduced.astype(np.float64), 0.01)
         z = timed("orthogonal normals (GPU kernel + copy)",
                   lambda: _gaussian_rows(gpu, 1, ORTHOGONAL_SAMPLE, W1.shape))
-        timed("lift (host)", lambda: red.lift(mean, red.perp(W1) + 0.1 * red.perp(z)))
+        timed("lift (host)", lambda: red.lift_projecting(mean, W1 + 0.1 * z))
     return best
 
 
