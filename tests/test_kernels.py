@@ -107,3 +107,68 @@ def test_cuda_backend_without_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match="GPU"):
         kernels.get_backend("cuda")
     assert kernels.resolve("auto") == "cpu"
+
+
+@given(minibatches(), st.integers(0, 1000), st.booleans())
+def test_dense_and_csr_first_layers_give_the_same_partials(case, seed, antithetic):
+    """importance_partials reads X as CSR or, for dense minibatches (the reduced Rᵀ), as dense rows."""
+    from kltrain.kernels import cpu
+    from kltrain.kernels.cpu_backend import _dense_rows, _first_layer_base
+    mb, params = case
+    X, kend, _ = _dense_rows(mb)
+    assert all(not X[b, kend[b]:].any() and (kend[b] == 0 or X[b, kend[b] - 1] != 0) for b in range(len(X)))
+    out = [cpu.importance_partials(params, 0.2, stream_key(seed), 0, 30, antithetic, _first_layer_base(mb, params),
+                                   mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, 2, X, kend, dense)
+           for dense in (False, True)]
+    np.testing.assert_allclose(out[0][2], out[1][2], atol=1e-5)      # log weights
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-5)   # Σ w ε
+
+
+@given(st.integers(0, 2 ** 16), st.booleans())
+def test_reduced_minibatch_takes_the_dense_path_and_matches_the_reference(seed, antithetic):
+    from kltrain.kernels.cpu_backend import _dense_rows
+    from kltrain.projected import reduce_minibatch
+    rng = np.random.default_rng(seed)
+    net = MLP((30, 5, 3))
+    X = rng.random((6, 30)) * (rng.random((6, 30)) < 0.3)
+    red = reduce_minibatch(Minibatch.build(net, X, rng.integers(0, 3, 6)))
+    assert _dense_rows(red.minibatch)[2]
+    params = red.reduce(net.init(rng))
+    a, log_a = CPU.importance_partial(red.minibatch, params, 0.1, seed, 0, 50, antithetic)
+    b, log_b = REF.importance_partial(red.minibatch, params, 0.1, seed, 0, 50, antithetic)
+    np.testing.assert_allclose(log_a, log_b, atol=TOL)
+    x = params.astype(np.float64)
+    np.testing.assert_allclose(posterior_mean_from_partial(a, x, 0.1), posterior_mean_from_partial(b, x, 0.1),
+                               atol=TOL)
+
+
+@pytest.mark.parametrize("B,C,spread", [(1, 2, 1.0), (7, 10, 30.0), (600, 10, 3.0), (20, 3, 200.0)])
+def test_cross_entropy_matches_float64(B, C, spread):
+    """Polynomial float32 exp and one log of a flushed product (B = 600 overflows without the flush)."""
+    from kltrain.kernels.cpu_mlp import cross_entropy
+    from kltrain.nets import softmax_cross_entropy
+    rng = np.random.default_rng(B)
+    z = (spread * rng.normal(size=(B, C))).astype(np.float32)
+    y = rng.integers(0, C, B)
+    want = softmax_cross_entropy(z.astype(np.float64), y)[0]
+    got = cross_entropy(z, y, np.empty(B * C, np.float32))
+    assert np.isfinite(got) and got == pytest.approx(want, rel=2e-6, abs=2e-6)
+    assert cross_entropy(z, (y + 1) % C, np.empty(B * C, np.float32)) != pytest.approx(want, rel=1e-3)
+
+
+@pytest.mark.parametrize("B,fi,fo", [(1, 3, 1), (7, 9, 10), (6, 200, 11), (3, 5, 4), (2, 17, 5)])
+def test_dense_t_matches_matmul(B, fi, fo):
+    from kltrain.kernels.cpu_mlp import dense_t
+    rng = np.random.default_rng(fi)
+    act, W, bias = (rng.normal(size=s).astype(np.float32) for s in ((B, fi), (fi, fo), fo))
+    out = np.full((B, fo), np.nan, np.float32)
+    dense_t(act, np.ascontiguousarray(W.T), bias, out)
+    np.testing.assert_allclose(out, act.astype(np.float64) @ W + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("x", [0.0, -1e-8, -0.5, -1.0, -10.0, -50.0, -86.0, -87.5, -200.0])
+def test_exp_f32(x):
+    import numba as nb
+    from kltrain.kernels.cpu_mlp import exp_f32
+    got = nb.njit(lambda v: exp_f32(v))(np.float32(x))
+    assert got == pytest.approx(np.exp(np.float64(np.float32(x))), rel=3e-7, abs=2e-38)

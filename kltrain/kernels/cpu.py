@@ -18,8 +18,8 @@ import numba as nb
 import numpy as np
 
 from .counter import fill_normals, sample_key
-from .cpu_mlp import (JIT, cross_entropy, dense_t, layer_block, loss_and_grad, relu, scratch_size_of,
-                      sparse_affine)
+from .cpu_mlp import (JIT, cross_entropy, dense_affine_rows, dense_t, layer_block, loss_and_grad, relu,
+                      scratch_size_of, sparse_affine)
 
 # Parallel kernels take ``n_threads`` as an argument: calling nb.get_num_threads()
 # inside a jitted function makes numba refuse to cache it (a ctypes pointer),
@@ -28,31 +28,53 @@ PJIT = dict(JIT, parallel=True)
 
 
 @nb.njit(**JIT)
-def perturbed_tail_loss(p, e, shift, s, base0, t0, y, offsets, work, wt, bias):
-    """f at p + s·e given the first layer's noise term t0 (B, H₁); e[k − shift] perturbs p[k].
+def transposed_tail(p, offsets):
+    """A copy of p whose later layers' weights are stored transposed, (fan_out, fan_in), in place."""
+    pt = p.copy()
+    for layer in range(1, offsets.shape[0]):
+        w, fi, fo = offsets[layer, 0], offsets[layer, 2], offsets[layer, 3]
+        v = pt[w:w + fi * fo].reshape(fo, fi)
+        pw = p[w:w + fi * fo].reshape(fi, fo)
+        for o in range(fo):
+            for h in range(fi):
+                v[o, h] = pw[h, o]
+    return pt
 
-    The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p); each
-    later layer's perturbed weights are written straight into the transposed scratch ``wt``.
+
+@nb.njit(**JIT)
+def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp):
+    """f at p + s·e given the first layer's noise term t0 (B, H₁) (pt: ``transposed_tail(p)``).
+
+    The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p), its ReLU
+    applied as it is written; each later layer's perturbed weights Wᵀ + s·eᵀ go into the
+    transposed scratch ``wt`` (W's transpose is pt's, computed once per kernel call: only
+    the noise is read strided). ``tmp`` (≥ B·classes floats) is the cross-entropy's scratch.
     """
     B = y.size
+    last = offsets.shape[0] - 1
     act = layer_block(work, offsets, B, 0, 0)
+    floor = np.float32(0.0) if last > 0 else np.float32(-np.inf)   # no ReLU on the logits
     for b in range(B):
-        for o in range(act.shape[1]):
-            act[b, o] = base0[b, o] + s * t0[b, o]
-    for layer in range(1, offsets.shape[0]):
-        relu(act)
+        ab, b0, tb = act[b], base0[b], t0[b]
+        for o in range(ab.size):
+            ab[o] = max(b0[o] + s * tb[o], floor)
+    for layer in range(1, last + 1):
         w, bb, fi, fo = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2], offsets[layer, 3]
         v = wt[:fo * fi].reshape(fo, fi)
-        for h in range(fi):
-            r = w + h * fo
-            for o in range(fo):
-                v[o, h] = p[r + o] + s * e[r + o - shift]
+        pv = pt[w:w + fi * fo].reshape(fo, fi)
+        ew = e[w:w + fi * fo].reshape(fi, fo)
         for o in range(fo):
-            bias[o] = p[bb + o] + s * e[bb + o - shift]
+            vo, po = v[o], pv[o]
+            for h in range(fi):
+                vo[h] = po[h] + s * ew[h, o]
+        for o in range(fo):
+            bias[o] = p[bb + o] + s * e[bb + o]
         nxt = layer_block(work, offsets, B, layer, 0)
         dense_t(act, v, bias, nxt)
+        if layer < last:
+            relu(nxt)
         act = nxt
-    return cross_entropy(act, y)
+    return cross_entropy(act, y, tmp)
 
 
 @nb.njit(**JIT)
@@ -80,12 +102,15 @@ IS_WAVE = 16    # IS blocks held at once before folding (bounds memory at IS_WAV
 
 
 @nb.njit(**PJIT)
-def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, idx, val, offsets, n_threads):
+def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, idx, val, offsets, n_threads,
+                        X, kend, dense):
     """IS over samples [start, stop): (stats (m, Σw, Σw²), Σwε (d,) float64, log_w).
 
     Antithetic: samples 2q and 2q+1 share ε (the second with −ε), generated once.
     Blocks of IS_BLOCK noise sources are evaluated a wave at a time, thread t taking
     blocks t, t + n_threads, ...; each wave is then folded into the total in block order.
+    The first layer's noise term reads the minibatch in CSR form (``indptr, idx, val``),
+    or, when ``dense``, as the dense X with row extents ``kend`` (the reduced problem).
     """
     d = p.size
     per = 2 if antithetic else 1
@@ -95,26 +120,32 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     stats = np.empty((IS_WAVE, 3))
     acc = np.empty((IS_WAVE, d), dtype=np.float32)
     total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
+    pt = transposed_tail(p, offsets)
+    B, C = y.size, offsets[offsets.shape[0] - 1, 3]
     for wave in range(0, n_blocks, IS_WAVE):
         n_wave = min(IS_WAVE, n_blocks - wave)
         for t in nb.prange(n_threads):
             e = np.empty(d, dtype=np.float32)
             wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(d, dtype=np.float32)
-            work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
-            t0 = np.empty((y.size, offsets[0, 3]), dtype=np.float32)
+            work = np.empty(work_size_of(offsets, B), dtype=np.float32)
+            t0 = np.empty((B, offsets[0, 3]), dtype=np.float32)
+            tmp = np.empty(B * C, dtype=np.float32)
             for i in range(t, n_wave, n_threads):
                 lo = first + (wave + i) * IS_BLOCK
                 stats[i] = np.array([-np.inf, 0.0, 0.0])
                 acc[i] = 0.0
                 for src in range(lo, min(lo + IS_BLOCK, last)):
                     fill_normals(sample_key(key, src), 0, e)
-                    sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
+                    if dense:
+                        dense_affine_rows(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], X, kend, t0)
+                    else:
+                        sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
                     for r in range(per):
                         j = src * per + r
                         if start <= j < stop:
                             sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
-                            lw = -perturbed_tail_loss(p, e, 0, np.float32(s * sign), base0, t0, y, offsets, work,
-                                                      wt, bias)
+                            lw = -perturbed_tail_loss(p, pt, e, np.float32(s * sign), base0, t0, y, offsets, work,
+                                                      wt, bias, tmp)
                             log_w[j - start] = lw
                             fold_log_weight(lw, sign, e, acc[i], stats[i])
         for i in range(n_wave):

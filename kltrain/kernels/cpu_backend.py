@@ -32,12 +32,23 @@ def loss_and_grad(mb, params):
     return loss, grad
 
 
+def _dense_rows(mb):
+    """(X, kend, dense): row b's nonzeros lie in X[b, :kend[b]]; dense when those prefixes are ≥ half full.
+
+    The reduced problem's Rᵀ is lower-trapezoidal and dense there: the kernels then read
+    it as a dense matrix (faster than CSR); MNIST minibatches (~20% nonzero) stay CSR.
+    """
+    nonzero = mb.X != 0
+    kend = np.where(nonzero.any(axis=1), mb.X.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0).astype(np.int64)
+    return mb.X, kend, bool(mb.idx.size >= 0.5 * kend.sum() and kend.sum() > 0)
+
+
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
     check_sample_range(start, stop)
     params = _f32(params)
     stats, acc, log_w = cpu.importance_partials(
         params, np.sqrt(tau), stream_key(seed), start, stop, antithetic, _first_layer_base(mb, params),
-        mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, nb.get_num_threads())
+        mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, nb.get_num_threads(), *_dense_rows(mb))
     check_log_weights(log_w, tau, start)  # a NaN weight would poison (or drop) its whole block
     return ISPartial(float(stats[0]), float(stats[1]), float(stats[2]), acc, stop - start), log_w
 

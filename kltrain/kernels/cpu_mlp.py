@@ -22,6 +22,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .counter import _f32_from_bits
+
 JIT = dict(cache=True, error_model="numpy", fastmath=True, nogil=True)
 
 
@@ -51,6 +53,44 @@ def sparse_affine(q, w_off, b_off, fan_out, indptr, idx, val, out):
             r = w_off + idx[k] * fan_out
             axpy(val[k], q[r:r + fan_out], ob)
             k += 1
+
+
+@nb.njit(**JIT)
+def dense_affine_rows(q, w_off, b_off, fan_out, X, kend, out):
+    """out[b, :] = q_b + Σ_{k < kend[b]} X[b, k]·q_W[k, :] for a dense X (B, fan_in); X[b, k ≥ kend[b]] = 0.
+
+    For the reduced problem's lower-trapezoidal Rᵀ, where CSR gains nothing: two rows
+    × four k per pass over fan_out share the loads of the four W rows (CSR: one row).
+    """
+    B, K = X.shape
+    W = q[w_off:w_off + K * fan_out].reshape(K, fan_out)
+    bq = q[b_off:b_off + fan_out]
+    for b in range(0, B - 1, 2):
+        o0, o1, x0, x1 = out[b], out[b + 1], X[b], X[b + 1]
+        o0[:] = bq
+        o1[:] = bq
+        ke = max(kend[b], kend[b + 1])
+        k = 0
+        while k + 4 <= ke:
+            q0, q1, q2, q3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            a0, a1, a2, a3 = x0[k], x0[k + 1], x0[k + 2], x0[k + 3]
+            c0, c1, c2, c3 = x1[k], x1[k + 1], x1[k + 2], x1[k + 3]
+            for o in range(fan_out):
+                u0, u1, u2, u3 = q0[o], q1[o], q2[o], q3[o]
+                o0[o] += a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3
+                o1[o] += c0 * u0 + c1 * u1 + c2 * u2 + c3 * u3
+            k += 4
+        while k < ke:
+            qk, a0, c0 = W[k], x0[k], x1[k]
+            for o in range(fan_out):
+                o0[o] += a0 * qk[o]
+                o1[o] += c0 * qk[o]
+            k += 1
+    if B & 1:
+        ob, xb = out[B - 1], X[B - 1]
+        ob[:] = bq
+        for k in range(kend[B - 1]):
+            axpy(xb[k], W[k], ob)
 
 
 @nb.njit(**JIT)
@@ -85,15 +125,50 @@ def transpose_into(q, w_off, fan_in, fan_out, wt):
 
 @nb.njit(**JIT)
 def dense_t(act, wt, bias, out):
-    """out = act @ W + bias given wt = Wᵀ (fan_out, fan_in): dot products over fan_in (vectorised)."""
-    for b in range(act.shape[0]):
-        ab = act[b]
-        for o in range(wt.shape[0]):
-            wo = wt[o]
-            acc = np.float32(0.0)
-            for h in range(wt.shape[1]):
-                acc += ab[h] * wo[h]
-            out[b, o] = acc + bias[o]
+    """out = act @ W + bias given wt = Wᵀ (fan_out, fan_in): dot products over fan_in (vectorised).
+
+    Blocks of 2 rows × 5 outputs: each pass over fan_in loads 7 vectors for 10 FMAs
+    (one row × one output: 2 loads per FMA), 1.6× faster for 784–200–10's second layer.
+    """
+    B, fi = act.shape
+    fo = wt.shape[0]
+    for b in range(0, B, 2):
+        two = b + 1 < B
+        a0 = act[b]
+        a1 = act[b + 1] if two else act[b]
+        o = 0
+        while o + 5 <= fo:
+            w0, w1, w2, w3, w4 = wt[o], wt[o + 1], wt[o + 2], wt[o + 3], wt[o + 4]
+            c00 = c01 = c02 = c03 = c04 = c10 = c11 = c12 = c13 = c14 = np.float32(0.0)
+            for h in range(fi):
+                x, z = a0[h], a1[h]
+                c00 += x * w0[h]
+                c01 += x * w1[h]
+                c02 += x * w2[h]
+                c03 += x * w3[h]
+                c04 += x * w4[h]
+                c10 += z * w0[h]
+                c11 += z * w1[h]
+                c12 += z * w2[h]
+                c13 += z * w3[h]
+                c14 += z * w4[h]
+            out[b, o], out[b, o + 1], out[b, o + 2] = c00 + bias[o], c01 + bias[o + 1], c02 + bias[o + 2]
+            out[b, o + 3], out[b, o + 4] = c03 + bias[o + 3], c04 + bias[o + 4]
+            if two:
+                out[b + 1, o], out[b + 1, o + 1] = c10 + bias[o], c11 + bias[o + 1]
+                out[b + 1, o + 2], out[b + 1, o + 3], out[b + 1, o + 4] = c12 + bias[o + 2], c13 + bias[o + 3], \
+                    c14 + bias[o + 4]
+            o += 5
+        while o < fo:
+            w0 = wt[o]
+            c00 = c10 = np.float32(0.0)
+            for h in range(fi):
+                c00 += a0[h] * w0[h]
+                c10 += a1[h] * w0[h]
+            out[b, o] = c00 + bias[o]
+            if two:
+                out[b + 1, o] = c10 + bias[o]
+            o += 1
 
 
 @nb.njit(**JIT)
@@ -117,19 +192,57 @@ def relu(z):
             z[b, o] = max(z[b, o], np.float32(0.0))
 
 
+@nb.njit(inline="always")
+def exp_f32(x):
+    """e^x for float32 x ≤ 0 (Cephes expf polynomial, ~1 ulp; below −87 it returns ~1e-38), branch-free.
+
+    libm's exp does not vectorise without SVML (see kernels.counter); this does.
+    """
+    x = max(x, np.float32(-87.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    z = r * r
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * z + r + np.float32(1.0)
+    return p * _f32_from_bits(np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)))
+
+
 @nb.njit(**JIT)
-def cross_entropy(z, y):
-    """Mean softmax cross-entropy of logits z (B, C) against labels y, in float64."""
+def cross_entropy(z, y, tmp):
+    """Mean softmax cross-entropy of logits z (B, C) against labels y; ``tmp`` is scratch (≥ B·C floats).
+
+    The B·C exponentials of z − max run as one vectorised float32 loop (exp_f32) and
+    Σ_b log Σ_c is one log of a float64 product (each factor in [1, C]; flushed before
+    it could overflow): libm exp/log per logit cost 5× more. The rest is float64.
+    """
+    B, C = z.shape
     total = 0.0
-    for b in range(z.shape[0]):
-        top = z[b, 0]
-        for c in range(1, z.shape[1]):
-            top = max(top, z[b, c])
-        s = 0.0
-        for c in range(z.shape[1]):
-            s += np.exp(np.float64(z[b, c] - top))
-        total += np.log(s) + top - z[b, y[b]]
-    return total / z.shape[0]
+    for b in range(B):
+        zb = z[b]
+        top = zb[0]
+        for c in range(1, C):
+            top = max(top, zb[c])
+        tb = tmp[b * C:(b + 1) * C]
+        for c in range(C):
+            tb[c] = zb[c] - top
+        total += np.float64(top) - np.float64(zb[y[b]])
+    for k in range(B * C):
+        tmp[k] = exp_f32(tmp[k])
+    prod = 1.0
+    for b in range(B):
+        s = np.float32(0.0)
+        for c in range(C):
+            s += tmp[b * C + c]
+        prod *= np.float64(s)
+        if prod > 1e250:
+            total += np.log(prod)
+            prod = 1.0
+    return (total + np.log(prod)) / B
 
 
 @nb.njit(**JIT)
