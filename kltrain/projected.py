@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from ._blas import single_blas_thread
@@ -63,10 +64,15 @@ class Reduction:
         w0, b0, fan_in, H = self.full.net.layer_offsets[0]
         return np.asarray(params, np.float64)[w0:b0].reshape(fan_in, H), b0
 
-    def reduce(self, params) -> np.ndarray:
-        """x̃ = (Ũᵀ W₁, rest) as float32."""
-        W1, b0 = self._split(params)
-        return np.concatenate([(self.basis.T @ W1).ravel(), np.asarray(params)[b0:]]).astype(np.float32)
+    def reduce(self, params, coords=None) -> np.ndarray:
+        """x̃ = (Ũᵀ W₁, rest) as float32 (``coords``: Ũᵀ W₁ in float64, if already computed)."""
+        if coords is None:
+            coords = self.basis.T @ self._split(params)[0]
+        b0 = self.full.net.layer_offsets[0][1]
+        out = np.empty(coords.size + np.size(params) - b0, np.float32)
+        out[:coords.size] = coords.ravel()
+        out[coords.size:] = np.asarray(params)[b0:]
+        return out
 
     def perp(self, M) -> np.ndarray:
         """P⊥ M for an in×H matrix M."""
@@ -89,8 +95,10 @@ class Reduction:
         H = self.full.net.layer_offsets[0][3]
         head = self.rank * H
         c = np.asarray(reduced[:head], np.float64).reshape(self.rank, H)
-        W1 = M + self.basis @ (c - self.basis.T @ M)
-        return np.concatenate([W1.ravel(), reduced[head:]]).astype(np.float32)
+        out = np.empty(M.size + len(reduced) - head, np.float32)
+        np.add(M, self.basis @ (c - self.basis.T @ M), out=out[:M.size].reshape(M.shape), casting="same_kind")
+        out[M.size:] = reduced[head:]
+        return out
 
 
 def reduce_minibatch(mb: Minibatch) -> Reduction:
@@ -124,6 +132,13 @@ def _orthogonal_scale(log_w: np.ndarray, antithetic: bool) -> float:
     return float(np.sqrt(w @ w))
 
 
+@nb.njit(cache=True, nogil=True)
+def _sum3_f32(a, k, z, b, out):
+    """out = float32(a + k·z + b), elementwise over flat arrays (one pass instead of three)."""
+    for i in range(out.size):
+        out[i] = a[i] + k * np.float64(z[i]) + b[i]
+
+
 def _gaussian_rows(backend, seed, sample, shape):
     n = int(np.prod(shape))
     return np.asarray(backend.normals(seed, [sample], n), np.float64).reshape(shape)
@@ -140,13 +155,20 @@ def projected_importance_update(backend, mb, params, tau, seed, n_samples, antit
 def _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale=1.0):
     red = reduce_minibatch(mb)
     W1, _ = red._split(params)
-    reduced = red.reduce(params)
+    coords = red.basis.T @ W1
+    reduced = red.reduce(params, coords)
     part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, n_samples, antithetic)
     if loss_scale != 1.0:  # log weights −β·f(x_j), same ε_j
         part, log_w = rescaled_partial(log_w, loss_scale, seed, 0, reduced.size, antithetic, backend.normals)
     mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
-    z = _gaussian_rows(backend, seed, ORTHOGONAL_SAMPLE, W1.shape)
-    update = red.lift_projecting(mean, W1 + np.sqrt(tau) * _orthogonal_scale(log_w, antithetic) * z)
+    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
+    k = float(np.sqrt(tau) * _orthogonal_scale(log_w, antithetic))
+    # lift_projecting(mean, M) with M = W₁ + k·z, without forming M: Ũᵀ M = Ũᵀ W₁ + k Ũᵀ z
+    head = coords.size
+    c = mean[:head].reshape(coords.shape) - coords - k * (red.basis.T @ z.astype(np.float64))
+    update = np.empty(params.size, np.float32)
+    _sum3_f32(W1.ravel(), k, z.ravel(), (red.basis @ c).ravel(), update[:W1.size])
+    update[W1.size:] = mean[head:]
     info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
     return update, info
 

@@ -42,22 +42,27 @@ def transposed_tail(p, offsets):
 
 
 @nb.njit(**JIT)
-def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp):
+def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp, built):
     """f at p + s·e given the first layer's noise term t0 (B, H₁) (pt: ``transposed_tail(p)``).
 
-    The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p), its ReLU
-    applied as it is written; each later layer's perturbed weights Wᵀ + s·eᵀ go into the
-    transposed scratch ``wt`` (W's transpose is pt's, computed once per kernel call: only
-    the noise is read strided). ``tmp`` (≥ B·classes floats) is the cross-entropy's scratch.
+    The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p), or, when
+    ``built``, already in work's first block (base0, t0 unread); its ReLU is applied here.
+    Each later layer's perturbed weights Wᵀ + s·eᵀ go into the transposed scratch ``wt``
+    (W's transpose is pt's, computed once per kernel call: only the noise is read
+    strided). ``tmp`` (≥ B·classes floats) is the cross-entropy's scratch.
     """
     B = y.size
     last = offsets.shape[0] - 1
     act = layer_block(work, offsets, B, 0, 0)
     floor = np.float32(0.0) if last > 0 else np.float32(-np.inf)   # no ReLU on the logits
-    for b in range(B):
-        ab, b0, tb = act[b], base0[b], t0[b]
-        for o in range(ab.size):
-            ab[o] = max(b0[o] + s * tb[o], floor)
+    if built:
+        if last > 0:
+            relu(act)
+    else:
+        for b in range(B):
+            ab, b0, tb = act[b], base0[b], t0[b]
+            for o in range(ab.size):
+                ab[o] = max(b0[o] + s * tb[o], floor)
     for layer in range(1, last + 1):
         w, bb, fi, fo = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2], offsets[layer, 3]
         v = wt[:fo * fi].reshape(fo, fi)
@@ -110,7 +115,8 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     Blocks of IS_BLOCK noise sources are evaluated a wave at a time, thread t taking
     blocks t, t + n_threads, ...; each wave is then folded into the total in block order.
     The first layer's noise term reads the minibatch in CSR form (``indptr, idx, val``),
-    or, when ``dense``, as the dense X with row extents ``kend`` (the reduced problem).
+    or, when ``dense``, as the dense X with row extents ``kend`` (the reduced problem);
+    then, without antithetic pairs, the perturbed pre-activation is written directly.
     """
     d = p.size
     per = 2 if antithetic else 1
@@ -122,6 +128,7 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
     pt = transposed_tail(p, offsets)
     B, C = y.size, offsets[offsets.shape[0] - 1, 3]
+    zero0 = np.zeros_like(base0)
     for wave in range(0, n_blocks, IS_WAVE):
         n_wave = min(IS_WAVE, n_blocks - wave)
         for t in nb.prange(n_threads):
@@ -130,14 +137,20 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
             work = np.empty(work_size_of(offsets, B), dtype=np.float32)
             t0 = np.empty((B, offsets[0, 3]), dtype=np.float32)
             tmp = np.empty(B * C, dtype=np.float32)
+            act0 = layer_block(work, offsets, B, 0, 0)
+            fused = dense and per == 1
             for i in range(t, n_wave, n_threads):
                 lo = first + (wave + i) * IS_BLOCK
                 stats[i] = np.array([-np.inf, 0.0, 0.0])
                 acc[i] = 0.0
                 for src in range(lo, min(lo + IS_BLOCK, last)):
                     fill_normals(sample_key(key, src), 0, e)
-                    if dense:
-                        dense_affine_rows(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], X, kend, t0)
+                    if fused:
+                        dense_affine_rows(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], X, kend, base0,
+                                          np.float32(s), act0)
+                    elif dense:
+                        dense_affine_rows(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], X, kend, zero0,
+                                          np.float32(1.0), t0)
                     else:
                         sparse_affine(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], indptr, idx, val, t0)
                     for r in range(per):
@@ -145,7 +158,7 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
                         if start <= j < stop:
                             sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
                             lw = -perturbed_tail_loss(p, pt, e, np.float32(s * sign), base0, t0, y, offsets, work,
-                                                      wt, bias, tmp)
+                                                      wt, bias, tmp, fused)
                             log_w[j - start] = lw
                             fold_log_weight(lw, sign, e, acc[i], stats[i])
         for i in range(n_wave):

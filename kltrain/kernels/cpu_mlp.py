@@ -56,41 +56,45 @@ def sparse_affine(q, w_off, b_off, fan_out, indptr, idx, val, out):
 
 
 @nb.njit(**JIT)
-def dense_affine_rows(q, w_off, b_off, fan_out, X, kend, out):
-    """out[b, :] = q_b + Σ_{k < kend[b]} X[b, k]·q_W[k, :] for a dense X (B, fan_in); X[b, k ≥ kend[b]] = 0.
+def dense_affine_rows(q, w_off, b_off, fan_out, X, kend, base, s, out):
+    """out[b, :] = base[b] + s·(q_b + Σ_{k < kend[b]} X[b, k]·q_W[k, :]) for a dense X (B, fan_in).
 
-    For the reduced problem's lower-trapezoidal Rᵀ, where CSR gains nothing: two rows
-    × four k per pass over fan_out share the loads of the four W rows (CSR: one row).
+    X[b, k ≥ kend[b]] must be 0. For the reduced problem's lower-trapezoidal Rᵀ, where
+    CSR gains nothing: two rows × four k per pass over fan_out share the loads of four
+    W rows (CSR: one row). With base = A·W₁ + b₁ and s = √τ it writes the perturbed
+    first-layer pre-activation directly (no separate noise term t0 to add).
     """
     B, K = X.shape
     W = q[w_off:w_off + K * fan_out].reshape(K, fan_out)
     bq = q[b_off:b_off + fan_out]
     for b in range(0, B - 1, 2):
-        o0, o1, x0, x1 = out[b], out[b + 1], X[b], X[b + 1]
-        o0[:] = bq
-        o1[:] = bq
+        o0, o1, x0, x1, base0, base1 = out[b], out[b + 1], X[b], X[b + 1], base[b], base[b + 1]
+        for o in range(fan_out):
+            o0[o] = base0[o] + s * bq[o]
+            o1[o] = base1[o] + s * bq[o]
         ke = max(kend[b], kend[b + 1])
         k = 0
         while k + 4 <= ke:
             q0, q1, q2, q3 = W[k], W[k + 1], W[k + 2], W[k + 3]
-            a0, a1, a2, a3 = x0[k], x0[k + 1], x0[k + 2], x0[k + 3]
-            c0, c1, c2, c3 = x1[k], x1[k + 1], x1[k + 2], x1[k + 3]
+            a0, a1, a2, a3 = s * x0[k], s * x0[k + 1], s * x0[k + 2], s * x0[k + 3]
+            c0, c1, c2, c3 = s * x1[k], s * x1[k + 1], s * x1[k + 2], s * x1[k + 3]
             for o in range(fan_out):
                 u0, u1, u2, u3 = q0[o], q1[o], q2[o], q3[o]
                 o0[o] += a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3
                 o1[o] += c0 * u0 + c1 * u1 + c2 * u2 + c3 * u3
             k += 4
         while k < ke:
-            qk, a0, c0 = W[k], x0[k], x1[k]
+            qk, a0, c0 = W[k], s * x0[k], s * x1[k]
             for o in range(fan_out):
                 o0[o] += a0 * qk[o]
                 o1[o] += c0 * qk[o]
             k += 1
     if B & 1:
-        ob, xb = out[B - 1], X[B - 1]
-        ob[:] = bq
+        ob, xb, bb = out[B - 1], X[B - 1], base[B - 1]
+        for o in range(fan_out):
+            ob[o] = bb[o] + s * bq[o]
         for k in range(kend[B - 1]):
-            axpy(xb[k], W[k], ob)
+            axpy(s * xb[k], W[k], ob)
 
 
 @nb.njit(**JIT)
