@@ -29,7 +29,8 @@ def test_profile_parts_and_floors():
     assert [p.part for p in parts] == PARTS
     for p in parts:
         assert isinstance(p, ProfilePart) and isinstance(format_part(p), str)
-        assert np.isnan(p.seconds) or p.seconds > 0
+        # the fused kernel less the normals alone is a difference of two timings, clipped at 0
+        assert np.isnan(p.seconds) or p.seconds > 0 or (p.part == "  fwd+weights+reduce" and p.seconds == 0)
         assert p.floor_seconds is None or p.floor_seconds > 0
     normals = parts[3]
     n_reduced = 6 * 16 + 16 + 16 * 10 + 10       # rank 6 reduced net

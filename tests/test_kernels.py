@@ -172,3 +172,21 @@ def test_exp_f32(x):
     from kltrain.kernels.cpu_mlp import exp_f32
     got = nb.njit(lambda v: exp_f32(v))(np.float32(x))
     assert got == pytest.approx(np.exp(np.float64(np.float32(x))), rel=3e-7, abs=2e-38)
+
+
+@pytest.mark.parametrize("start,extra", [(0, 1001), (3, 1001), (1, 0), (5, -1), (2, 1)])
+def test_long_rows_split_into_chunks_give_the_same_normals(start, extra):
+    """counter_normals_f32 splits long rows over threads; the values are those of one serial fill."""
+    import numba as nb
+    from kltrain.kernels.counter import NORMALS_CHUNK, fill_normals, sample_key
+    n = 2 * NORMALS_CHUNK + extra
+    key = stream_key(5)
+    @nb.njit(error_model="numpy", fastmath=True)   # one fill per row, as before the split
+    def rows(key, samples, start, n):
+        out = np.empty((samples.size, n), dtype=np.float32)
+        for r in range(samples.size):
+            fill_normals(sample_key(key, samples[r]), start, out[r])
+        return out
+    want = rows(key, np.array([7, 2 ** 32 - 1]), start, n)
+    np.testing.assert_array_equal(counter_normals_f32(key, np.array([7, 2 ** 32 - 1]), start, n), want)
+    np.testing.assert_allclose(want[0, -50:], counter_normals(5, [7], n, coord_offset=start)[0, -50:], atol=5e-6)

@@ -131,10 +131,24 @@ def fill_normals(skey, start, out):
         out[n - 1] = c
 
 
+NORMALS_CHUNK = 1 << 15  # coordinates per parallel task (even: pairs never straddle two tasks)
+
+
 @nb.njit(cache=True, error_model="numpy", fastmath=True, parallel=True)
 def counter_normals_f32(key, samples, start, n_coords):
-    """ε[j, start:start+n_coords] for each j in ``samples``, float32 (parity tests, bench)."""
+    """ε[j, start:start+n_coords] for each j in ``samples``, float32 (parity tests, bench, projected Z).
+
+    Rows are split into chunks of NORMALS_CHUNK coordinates so that one long row (the
+    projected update's orthogonal draw, 784×200) uses every thread. The chunks after the
+    first start at even coordinates (a pair's first) and hold whole vector widths of
+    pairs, so every value takes the same code path, and the same bits, as in one fill.
+    """
     out = np.empty((samples.size, n_coords), dtype=np.float32)
-    for r in nb.prange(samples.size):
-        fill_normals(sample_key(key, samples[r]), start, out[r])
+    odd = start & 1
+    n_chunks = max((n_coords - odd + NORMALS_CHUNK - 1) // NORMALS_CHUNK, 1)
+    for task in nb.prange(samples.size * n_chunks):
+        r, c = task // n_chunks, task % n_chunks
+        lo = 0 if c == 0 else c * NORMALS_CHUNK + odd
+        hi = min((c + 1) * NORMALS_CHUNK + odd, n_coords)
+        fill_normals(sample_key(key, samples[r]), start + lo, out[r, lo:hi])
     return out
