@@ -190,3 +190,25 @@ def test_long_rows_split_into_chunks_give_the_same_normals(start, extra):
     want = rows(key, np.array([7, 2 ** 32 - 1]), start, n)
     np.testing.assert_array_equal(counter_normals_f32(key, np.array([7, 2 ** 32 - 1]), start, n), want)
     np.testing.assert_allclose(want[0, -50:], counter_normals(5, [7], n, coord_offset=start)[0, -50:], atol=5e-6)
+
+
+def test_parallel_wave_fold_equals_serial_folding():
+    """fold_wave_parallel (large d) gives the serial fold_block's totals; blocks without weights are skipped."""
+    from kltrain.kernels.cpu import FOLD_CHUNK, fold_block, fold_wave_parallel
+    rng = np.random.default_rng(3)
+    n, d = 5, 3 * FOLD_CHUNK + 17
+    stats = np.column_stack([rng.normal(size=n) * 5, rng.random(n) + 0.5, rng.random(n) + 0.1])
+    stats[2] = [-np.inf, 0.0, 0.0]
+    acc = rng.normal(size=(n, d)).astype(np.float32)
+    acc[2] = 0.0
+    want = (np.array([-np.inf, 0.0, 0.0]), np.zeros(d))
+    for i in range(n):
+        fold_block(stats[i], acc[i], *want)
+    got = (np.array([-np.inf, 0.0, 0.0]), np.zeros(d))
+    fold_wave_parallel(stats, acc, n, *got)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-15)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12)
+    stats[4, 0] = stats[:, 0].max() + 3.0               # negative control: another weight changes the sum
+    other = (np.array([-np.inf, 0.0, 0.0]), np.zeros(d))
+    fold_wave_parallel(stats, acc, n, *other)
+    assert np.abs(other[1] - want[1]).max() > 1e-3

@@ -161,8 +161,11 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
                                                       wt, bias, tmp, fused)
                             log_w[j - start] = lw
                             fold_log_weight(lw, sign, e, acc[i], stats[i])
-        for i in range(n_wave):
-            fold_block(stats[i], acc[i], total, total_acc)
+        if d < PARALLEL_FOLD:
+            for i in range(n_wave):
+                fold_block(stats[i], acc[i], total, total_acc)
+        else:
+            fold_wave_parallel(stats, acc, n_wave, total, total_acc)
     return total, total_acc, log_w
 
 
@@ -178,6 +181,42 @@ def fold_block(stats, acc, total, total_acc):
     total[0] = m
     for c in range(total_acc.size):
         total_acc[c] = a * total_acc[c] + b * np.float64(acc[c])
+
+
+PARALLEL_FOLD = 1 << 16   # a wave's fold runs over coordinate chunks on all threads from this d on
+FOLD_CHUNK = 1 << 13
+
+
+@nb.njit(**PJIT)
+def fold_wave_parallel(stats, acc, n_wave, total, total_acc):
+    """fold_block of blocks 0..n_wave−1 in order, split over coordinate chunks (the same sums per coordinate).
+
+    The scale factors (a, b) of each step depend on the stats alone and are computed
+    first; each coordinate then sees the same sequence of updates as in serial folding,
+    whatever the number of threads.
+    """
+    ab = np.zeros((n_wave, 2))
+    skip = np.zeros(n_wave, dtype=np.bool_)
+    for i in range(n_wave):
+        m = max(total[0], stats[i, 0])
+        if m == -np.inf:   # neither has a finite weight yet: fold_block leaves the total alone
+            skip[i] = True
+            continue
+        a, b = np.exp(total[0] - m), np.exp(stats[i, 0] - m)
+        total[1] = a * total[1] + b * stats[i, 1]
+        total[2] = a * a * total[2] + b * b * stats[i, 2]
+        total[0] = m
+        ab[i, 0], ab[i, 1] = a, b
+    d = total_acc.size
+    for chunk in nb.prange((d + FOLD_CHUNK - 1) // FOLD_CHUNK):
+        lo, hi = chunk * FOLD_CHUNK, min((chunk + 1) * FOLD_CHUNK, d)
+        t = total_acc[lo:hi]
+        for i in range(n_wave):
+            if skip[i]:
+                continue
+            a, b, ai = ab[i, 0], ab[i, 1], acc[i, lo:hi]
+            for c in range(hi - lo):
+                t[c] = a * t[c] + b * np.float64(ai[c])
 
 
 @nb.njit(**JIT)
