@@ -22,7 +22,8 @@ from .bench import best_time as _best
 from .estimators.importance import posterior_mean_from_partial
 from .kernels.counter import fill_normals, sample_key
 from .noise import stream_key
-from .projected import ORTHOGONAL_SAMPLE, _orthogonal_scale, projected_importance_update, reduce_minibatch
+from .projected import (ORTHOGONAL_SAMPLE, _orthogonal_scale, lift_with_noise, projected_importance_update,
+                        reduce_minibatch)
 
 SWEEP_SAMPLES = (100, 1_000, 10_000, 100_000)
 PROFILE_REPEAT = 10   # at least this many timed runs per profile part
@@ -97,7 +98,8 @@ def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rate
     reduced = red.reduce(params)
     n = _counts(mb, red, samples)
     part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False)
-    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float64).reshape(W1.shape)
+    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
+    coords = red.basis.T @ W1
     kernel = _best(lambda: backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False), repeat)
     normals = time_normals(samples, reduced.size, repeat)
     rest_floor = (n["forward"] + n["reduction"] + n["weights"]) / flop_rate
@@ -116,8 +118,8 @@ def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rate
                                                                               tau), repeat), None, 0.0, ""),
         ProfilePart("orthogonal Z", _best(lambda: backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), repeat),
                     n["z"] / normal_rate, n["z"], "normals"),
-        ProfilePart("P-perp + lift", _best(lambda: red.lift_projecting(reduced, W1 + _orthogonal_scale(log_w, False)
-                                                                        * z), repeat),
+        ProfilePart("P-perp + lift", _best(lambda: lift_with_noise(red, reduced, W1, coords, z,
+                                                                   _orthogonal_scale(log_w, False)), repeat),
                     n["lift"] / flop_rate, n["lift"], "FLOP"),
     ]
     total_floor = sum(p.floor_seconds or 0.0 for p in parts if not p.part.startswith(" "))

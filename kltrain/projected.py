@@ -139,6 +139,21 @@ def _sum3_f32(a, k, z, b, out):
         out[i] = a[i] + k * np.float64(z[i]) + b[i]
 
 
+def lift_with_noise(red, reduced, W1, coords, z, k) -> np.ndarray:
+    """``red.lift_projecting(reduced, W1 + k·z)`` without forming W1 + k·z (float32 out).
+
+    ``coords`` = ŨᵀW₁ (float64, from the reduction), so Ũᵀ(W₁ + kz) = coords + k·Ũᵀz and
+    W₁_new = W₁ + k·z + Ũ(c̃ − coords − k·Ũᵀz): two in×r×H products and one fused pass.
+    """
+    head = coords.size
+    c = np.asarray(reduced[:head], np.float64).reshape(coords.shape) - coords \
+        - k * (red.basis.T @ np.asarray(z, np.float64))
+    out = np.empty(W1.size + len(reduced) - head, np.float32)
+    _sum3_f32(W1.ravel(), k, np.ravel(z), (red.basis @ c).ravel(), out[:W1.size])
+    out[W1.size:] = reduced[head:]
+    return out
+
+
 def _gaussian_rows(backend, seed, sample, shape):
     n = int(np.prod(shape))
     return np.asarray(backend.normals(seed, [sample], n), np.float64).reshape(shape)
@@ -162,13 +177,7 @@ def _projected_importance_update(backend, mb, params, tau, seed, n_samples, anti
         part, log_w = rescaled_partial(log_w, loss_scale, seed, 0, reduced.size, antithetic, backend.normals)
     mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
     z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
-    k = float(np.sqrt(tau) * _orthogonal_scale(log_w, antithetic))
-    # lift_projecting(mean, M) with M = W₁ + k·z, without forming M: Ũᵀ M = Ũᵀ W₁ + k Ũᵀ z
-    head = coords.size
-    c = mean[:head].reshape(coords.shape) - coords - k * (red.basis.T @ z.astype(np.float64))
-    update = np.empty(params.size, np.float32)
-    _sum3_f32(W1.ravel(), k, z.ravel(), (red.basis @ c).ravel(), update[:W1.size])
-    update[W1.size:] = mean[head:]
+    update = lift_with_noise(red, mean, W1, coords, z, float(np.sqrt(tau) * _orthogonal_scale(log_w, antithetic)))
     info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
     return update, info
 

@@ -14,7 +14,7 @@ from kltrain.estimators.importance import posterior_mean_from_partial, proposal_
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import (ou_moments, projected_importance_update, projected_robbins_monro,
+from kltrain.projected import (lift_with_noise, ou_moments, projected_importance_update, projected_robbins_monro,
                                projected_sgld_chain, reduce_minibatch)
 
 CPU = get_backend("cpu")
@@ -252,3 +252,7 @@ def test_lift_projecting_equals_perp_then_lift(case):
     np.testing.assert_allclose(red.lift_projecting(reduced, M), red.lift(reduced, red.perp(M)), atol=1e-6)
     wrong = red.lift(reduced, M)                          # negative control: M not projected
     assert np.abs(red.lift_projecting(reduced, M) - wrong).max() > 1e-2
+    z, k = rng.normal(size=(fan_in, H)).astype(np.float32), 0.3   # the IS update's form: M = W₁ + k·z
+    got = lift_with_noise(red, reduced, M, red.basis.T @ M, z, k)
+    np.testing.assert_allclose(got, red.lift(reduced, red.perp(M) + k * red.perp(z.astype(np.float64))), atol=1e-6)
+    assert np.abs(lift_with_noise(red, reduced, M, red.basis.T @ M, z, -k) - got).max() > 1e-2
