@@ -251,7 +251,7 @@ def test_lift_projecting_equals_perp_then_lift(case):
     M = rng.normal(size=(fan_in, H))
     np.testing.assert_allclose(red.lift_projecting(reduced, M), red.lift(reduced, red.perp(M)), atol=1e-6)
     wrong = red.lift(reduced, M)                          # negative control: M not projected
-    assert red.rank == fan_in or np.abs(red.lift_projecting(reduced, M) - wrong).max() > 1e-2
+    assert np.abs(red.lift_projecting(reduced, M) - wrong).max() > 1e-2
     z, k = rng.normal(size=(fan_in, H)).astype(np.float32), 0.3   # the IS update's form: M = W₁ + k·z
     got = lift_with_noise(red, reduced, M, red.basis.T @ M, z, k)
     np.testing.assert_allclose(got, red.lift(reduced, red.perp(M) + k * red.perp(z.astype(np.float64))), atol=1e-6)
