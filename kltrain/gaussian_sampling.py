@@ -113,6 +113,14 @@ class GaussianSGLD(_TiltedMoments):
         check_positive(self.step, "step")
 
     def estimate(self, seed, loss, mean, var):
+        """(mean, variances, MomentsInfo) of the chain; by the loss's fast path if it has one (same noise)."""
+        fast = fast_path(loss, "diagonal_sgld_moments")
+        if fast is None:
+            return self.reference_estimate(seed, loss, mean, var)
+        m, v = fast(mean, var, seed, self.n_steps, self.step)
+        return m, v, MomentsInfo(1.0, seed)
+
+    def reference_estimate(self, seed, loss, mean, var):
         x, eps = mean.copy(), self.step
         s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
         for j in range(self.n_steps):

@@ -132,7 +132,7 @@ class TrainConfig:
         return f"SGD→{name}" if self.sgd_first and self.algorithm != "sgd" else name
 
 
-COVARIANCE_FAMILIES = ("diag", "iso")
+COVARIANCE_FAMILIES = ("diag", "iso", "fixed")   # fixed: the same estimator with C frozen at τI (a control)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class CovarianceTrainConfig(TrainConfig):
     work, derived in :mod:`kltrain.gaussian`); ``covariance_rate`` β damps c ← (1−β)c + βĉ.
     """
 
-    covariance: str = "diag"            # diag | iso: the learned family
+    covariance: str = "diag"            # diag | iso: the learned family; fixed: C stays τI
     covariance_rate: float = 1.0        # 1: the majorize–minimize step itself
 
     def __post_init__(self):

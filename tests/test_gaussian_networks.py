@@ -82,3 +82,23 @@ def test_a_run_records_the_learned_covariance_as_its_tau():
     assert learned.taus[0] == 1.5 and fixed.taus == [1.5] * 6
     assert learned.taus[-1] < 0.5                    # C₀ = 1.5 I collapses when the weights degenerate
     assert isinstance(CovarianceTrainConfig("is").update_rule(), DiagonalGaussianRule)
+
+
+@pytest.mark.parametrize("sizes", [(784, 6, 10), (6, 5, 3)])
+def test_sgld_kernel_matches_the_numpy_reference_on_the_same_noise(sizes):
+    net, loss, rng = _minibatch(sizes)
+    p, var = net.init(1).astype(np.float64), rng.uniform(0.005, 0.2, net.n_params)
+    for scale in (1.0, 3.0):
+        fast = cpu_backend.diagonal_sgld_moments(loss.batch, p, var, 7, 200, 0.05, scale)
+        ref = numpy_backend.diagonal_sgld_moments(loss.batch, p, var, 7, 200, 0.05, scale)
+        np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(fast[1], ref[1], rtol=0, atol=1e-6)
+    other = numpy_backend.diagonal_sgld_moments(loss.batch, p, var, 8, 200, 0.05, 1.0)
+    assert np.abs(other[0] - ref[0]).max() > 1e-3       # negative control: another seed, another chain
+
+
+def test_frozen_covariance_config_keeps_tau():
+    data = load_data(TrainConfig("sgd", n_test=100))
+    run = train(CovarianceTrainConfig("sgld", net="small", covariance="fixed", n_updates=3, samples=20, n_test=100),
+                data=data, progress=False)
+    assert run.taus == [0.01] * 3 and run.test_accuracy[-1] > 0

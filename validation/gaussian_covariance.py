@@ -27,6 +27,8 @@ TITLE = "Learned covariance vs τ scoping (issue 16; the paper's future work)"
 NETS = ("784–10", "784–200–10")
 SCOPED, FIXED = "IS τ: 1.5→0.01", "IS τ=0.01"
 LEARNED = ("IS diag C, C₀=0.01I", "IS diag C, C₀=1.5I", "IS diag C, C₀=1.5I, rate 0.1", "IS iso σ²I, C₀=1.5I")
+CHAIN_SCOPED, CHAIN_FROZEN = "SGLD τ: 1.5→0.01 (Fig 6.5)", "C-SGLD τ=0.01, C frozen"
+CHAIN_LEARNED = ("C-SGLD diag C, C₀=0.01I", "C-SGLD diag C, C₀=1.5I")
 
 
 def collect(folder, path=DATA) -> dict:
@@ -109,6 +111,7 @@ def reading(store) -> str:
                    + f"; the scoped τ ends at {at(store['runs'][f'{SCOPED} [{net}]'], 500, 'tau')[0]:.2g}.")
     if not verdicts:
         return "Not enough stored runs for a reading."
+    out.extend(_chain_reading(store))
     answer = ("**Answer from these runs: yes, on both nets** — a learned covariance ends within 2 SE of, or above, "
               "hand-scoped τ" if all(verdicts) else
               "**Answer from these runs: no, not on both nets** — on " + ", ".join(
@@ -118,10 +121,21 @@ def reading(store) -> str:
             "rate by hand, so what they replace is the schedule τ(k), not every choice).\n\n" + "\n\n".join(out))
 
 
+def _chain_reading(store) -> list:
+    """The Langevin rows (784–10 only): learning C in the C-preconditioned chain, against C frozen and Fig 6.5."""
+    net = NETS[0]
+    if not all(f"{r} [{net}]" in store["runs"] for r in (CHAIN_SCOPED, CHAIN_FROZEN) + CHAIN_LEARNED):
+        return []
+    parts = [f"*{r}* {_fmt(_diff(store, r, CHAIN_FROZEN, net))} against C frozen, "
+             f"{_fmt(_diff(store, r, CHAIN_SCOPED, net))} against Fig 6.5's scoped SGLD" for r in CHAIN_LEARNED]
+    return [f"**Langevin chains ({net}; C-SGLD = the C-preconditioned chain, constant ε = 0.05):** "
+            + "; ".join(parts) + "."]
+
+
 def plot(store, path):
     """Accuracy (top) and effective τ (bottom, log scale) against updates, one column per net."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 6.4))
+    fig = Figure(figsize=(10, 6.4))   # chain rows (784–10) share the first column
     axes = fig.subplots(2, len(NETS), squeeze=False)
     for col, net in enumerate(NETS):
         for label, runs in store["runs"].items():
@@ -155,7 +169,9 @@ def gaussian_covariance_section(report, path=DATA) -> None:
              "majorize–minimize step of `kltrain.gaussian` — mean and diagonal variances of q_k by importance "
              "sampling from N(m_k, C_k) — from C₀ = τI ('rate 0.1': C ← 0.9C + 0.1Ĉ; 'iso': one learned σ²). "
              "Scoping is Fig 6.5's τ(k) = 1.5/1.01^k; the Fig 6.5 row is its SGLD (reduced, as printed). "
-             "Effective τ is the mean variance of the Gaussian used at update 500.")
+             "Effective τ is the mean variance of the Gaussian used at update 500. C-SGLD rows (784–10 only) estimate "
+             "q_k's moments with the C-preconditioned Langevin chain of `GaussianSGLD` (constant ε = 0.05, "
+             "J = 10³ steps) instead of IS; 'C frozen' is that chain with C = τI, the control for learning C.")
     report.add_section(TITLE, intro + "\n\n" + table(store) + "\n\n" + reading(store)
                        + f"\n\n![learned covariance vs τ scoping](figures/{figure.name})")
 

@@ -54,6 +54,16 @@ def diagonal_importance_moments(mb, params, var, seed, n_samples, scale=1.0):
     return mean + s1, np.maximum(s2 - s1 * s1, 0.0), float(stats[1] ** 2 / stats[2])
 
 
+def diagonal_sgld_moments(mb, params, var, seed, n_steps, step, scale=1.0):
+    """GaussianSGLD on β·f: the chain's (mean, diagonal variances) of q ∝ e^{−βf} N(params, diag var)."""
+    mean = np.asarray(params, np.float64)
+    s1, s2 = cpu_gaussian.diagonal_sgld_moments(
+        mean, np.asarray(var, np.float64), step, n_steps, scale, stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
+        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets)
+    s1, s2 = s1 / n_steps, s2 / n_steps
+    return mean + s1, np.maximum(s2 - s1 * s1, 0.0)
+
+
 def population_losses(mb, params, tau, seed, samples):
     """f(x + √τ ε_j) for each j in ``samples`` (via one-sample IS partials)."""
     return np.array([-importance_partial(mb, params, tau, seed, j, j + 1, False)[1][0] for j in samples])

@@ -1,4 +1,4 @@
-"""numba CPU kernel for :class:`kltrain.gaussian_sampling.GaussianIS` on an MLP minibatch.
+"""numba CPU kernels for :class:`kltrain.gaussian_sampling.GaussianIS` and ``GaussianSGLD`` on an MLP minibatch.
 
 Importance sampling of q ∝ e^{−βf} N(m, diag c) with the proposal N(m, diag c): sample j is
 x_j = m + u_j, u_j = √c ∘ ε_j, with ε_j regenerated from (seed, j) exactly as the NumPy
@@ -6,6 +6,9 @@ reference draws it (:func:`kltrain.noise.counter_normals`). One pass per sample,
 matrix: u_j's weighted first and second moments are folded into running log-sum-exp
 accumulators, in fixed blocks folded in block order (the same bits on 1 or 2 threads,
 as :func:`kltrain.kernels.cpu.importance_partials`).
+
+The C-preconditioned Langevin chain (``diagonal_sgld_moments``) draws step j's noise ξ_j as
+sample j of the stream, as the reference does, and accumulates the chain's moments about m.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numba as nb
 import numpy as np
 
 from .counter import fill_normals, sample_key
-from .cpu import IS_BLOCK, IS_WAVE, PJIT, fold_block, fold_log_weight, perturbed_tail_loss, work_size_of
-from .cpu_mlp import JIT, scratch_size_of, sparse_affine
+from .cpu import (BLOCK, IS_BLOCK, IS_WAVE, PJIT, SERIAL_BELOW, fold_block, fold_log_weight, perturbed_tail_loss,
+                  work_size_of)
+from .cpu_mlp import JIT, loss_and_grad, scratch_size_of, sparse_affine
 
 
 @nb.njit(**JIT)
@@ -85,3 +89,48 @@ def _fold_second(before, stats, acc2, total_acc2):
     a, b = np.exp(before[0] - m), np.exp(stats[0] - m)
     for c in range(total_acc2.size):
         total_acc2[c] = a * total_acc2[c] + b * np.float64(acc2[c])
+
+
+@nb.njit(**JIT)
+def _preconditioned_block(blk, x, m, var, grad, s1, s2, eps, beta, skey):
+    """x ← x − ε(c∘β∇f + x − m) + √(2εc)∘ξ on one block of coordinates; s1 += x − m, s2 += (x − m)²."""
+    lo = blk * BLOCK
+    hi = min(lo + BLOCK, x.size)
+    xi = np.empty(hi - lo, dtype=np.float32)
+    fill_normals(skey, lo, xi)
+    for k in range(hi - lo):
+        c = lo + k
+        x[c] += -eps * (var[c] * beta * grad[c] + (x[c] - m[c])) + np.sqrt(2 * eps * var[c]) * xi[k]
+        dev = np.float64(x[c]) - m[c]
+        s1[c] += dev
+        s2[c] += dev * dev
+
+
+@nb.njit(**PJIT)
+def _preconditioned_parallel(x, m, var, grad, s1, s2, eps, beta, skey):
+    for blk in nb.prange((x.size + BLOCK - 1) // BLOCK):
+        _preconditioned_block(blk, x, m, var, grad, s1, s2, eps, beta, skey)
+
+
+@nb.njit(**JIT)
+def diagonal_sgld_moments(m, var, eps, n_steps, beta, key, y, indptr, idx, val, cols, colptr, col_row, col_val,
+                          offsets):
+    """The chain's (Σ_j (x_j − m), Σ_j (x_j − m)²) over its J states, float64; x_0 = m, m float64.
+
+    Blocks of coordinates are independent given ∇f, so the parallel and serial sweeps give the same bits.
+    """
+    x = m.astype(np.float32)
+    grad = np.zeros_like(x)
+    work = np.empty(work_size_of(offsets, y.size), dtype=np.float32)
+    s1, s2 = np.zeros(m.size), np.zeros(m.size)
+    varf = var.astype(np.float32)
+    e, b = np.float32(eps), np.float32(beta)
+    for j in range(n_steps):
+        loss_and_grad(x, y, indptr, idx, val, cols, colptr, col_row, col_val, offsets, work, grad)
+        skey = sample_key(key, j)
+        if x.size < SERIAL_BELOW:
+            for blk in range((x.size + BLOCK - 1) // BLOCK):
+                _preconditioned_block(blk, x, m, varf, grad, s1, s2, e, b, skey)
+        else:
+            _preconditioned_parallel(x, m, varf, grad, s1, s2, e, b, skey)
+    return s1, s2
