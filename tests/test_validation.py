@@ -117,7 +117,7 @@ def _covariance_store(final_scoped: float, final_learned: float, seeds=5):
     rng = np.random.default_rng(0)
     runs = {}
     for net in NETS:
-        for row in ("SGD", FIXED, SCOPED) + LEARNED:
+        for row in ("SGD", FIXED, "IS τ=1.5", SCOPED) + LEARNED:
             final = final_scoped if row == SCOPED else final_learned if row in LEARNED else 0.5
             runs[f"{row} [{net}]"] = [{"seed": s, "updates": [0, 100, 300, 500],
                                        "accuracy": [0.1, 0.3, 0.4, final + 0.01 * rng.standard_normal()],
