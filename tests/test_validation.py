@@ -146,6 +146,6 @@ def test_covariance_collect_reads_finished_runs_only(tmp_path):
             "taus": [1.5, 1.0, 0.5, 0.25], "seconds": [0.1] * 4}
     (runs / f"{_slug('IS τ=1.5 [784–10]')}-seed0.json").write_text(json.dumps(dict(base, status="done")))
     (runs / f"{_slug('IS τ=1.5 [784–10]')}-seed1.json").write_text(json.dumps(dict(base, status="running")))
-    store = collect(tmp_path, tmp_path / "out.json")
+    store = collect(tmp_path, tmp_path / "out.json", measure_ess=False)
     assert list(store["runs"]) == ["IS τ=1.5 [784–10]"] and len(store["runs"]["IS τ=1.5 [784–10]"]) == 1
     assert store["runs"]["IS τ=1.5 [784–10]"][0]["tau"] == [1.5, 1.0, 0.25]   # τ used in updates 1, 2 and 4

@@ -31,8 +31,9 @@ CHAIN_SCOPED, CHAIN_FROZEN = "SGLD τ: 1.5→0.01 (Fig 6.5)", "C-SGLD τ=0.01, C
 CHAIN_LEARNED = ("C-SGLD diag C, C₀=0.01I", "C-SGLD diag C, C₀=1.5I")
 
 
-def collect(folder, path=DATA) -> dict:
-    """Read the experiment's run files under ``folder`` (finished runs only) into the compact store."""
+def collect(folder, path=DATA, measure_ess=True) -> dict:
+    """Read the experiment's run files under ``folder`` (finished runs only) into the compact store;
+    ``measure_ess`` adds :func:`first_update_ess` (a few seconds)."""
     import platform
 
     from kltrain.experiments import EXPERIMENTS, _slug, experiment_folder
@@ -50,7 +51,8 @@ def collect(folder, path=DATA) -> dict:
                 "seed": d["config"]["seed"], "updates": d["eval_updates"], "accuracy": d["test_accuracy"],
                 "tau": [taus[min(u, len(taus)) - 1] if u else taus[0] for u in d["eval_updates"]],
                 "seconds_median": float(np.median(d["seconds"]))})
-    store["meta"]["first_update_ess"] = first_update_ess()
+    if measure_ess:
+        store["meta"]["first_update_ess"] = first_update_ess()
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(store, indent=1))
     tmp.replace(path)                                             # never a half-written file
