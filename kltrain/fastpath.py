@@ -35,6 +35,18 @@ class FastPaths(Protocol):
         """Algorithm 4 over samples [start, stop): (log-space sums, log weights −f(x + √τ ε_j))."""
         ...
 
+    def diagonal_importance_moments(self, x: np.ndarray, var: np.ndarray, seed: int, n_samples: int
+                                    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """:class:`~kltrain.gaussian_sampling.GaussianIS` with proposal N(x, diag var) — a variance
+        vector in τ's place: (mean, diagonal variances, ESS) of q ∝ e^{−f} N(x, diag var)."""
+        ...
+
+    def diagonal_sgld_moments(self, x: np.ndarray, var: np.ndarray, seed: int, n_steps: int, step: float
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """:class:`~kltrain.gaussian_sampling.GaussianSGLD`'s C-preconditioned chain from x: its
+        (mean, diagonal variances) as estimates of q's."""
+        ...
+
     def projected_importance_update(self, x: np.ndarray, tau: float, seed: int, n_samples: int,
                                     antithetic: bool) -> tuple[np.ndarray, Any]:
         """Algorithm 4, whole update, reduced coordinates: (E_q[X] estimate, ISInfo)."""

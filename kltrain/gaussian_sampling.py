@@ -29,6 +29,7 @@ import numpy as np
 
 from ._checks import as_generator, check_count, check_positive
 from ._logspace import logsumexp
+from .fastpath import fast_path
 from .losses import loss_grads, loss_values
 from .noise import counter_normals, draw_seed
 
@@ -78,6 +79,14 @@ class GaussianIS(_TiltedMoments):
             yield js, mean + counter_normals(seed, js, mean.size) * np.sqrt(var)   # (n, d)
 
     def estimate(self, seed, loss, mean, var):
+        """(mean, variances, MomentsInfo) of q; by the loss's fast path if it has one (same noise)."""
+        fast = fast_path(loss, "diagonal_importance_moments")
+        if fast is None:
+            return self.reference_estimate(seed, loss, mean, var)
+        m, v, ess = fast(mean, var, seed, self.n_samples)
+        return m, v, MomentsInfo(ess, seed)
+
+    def reference_estimate(self, seed, loss, mean, var):
         """Two passes: log-weights first, then the weighted moments with the noise regenerated."""
         log_w = np.concatenate([-loss_values(loss, X) for _, X in self._chunks(seed, mean, var)])
         lse = logsumexp(log_w)                                                  # eq. (5.2)
@@ -104,6 +113,14 @@ class GaussianSGLD(_TiltedMoments):
         check_positive(self.step, "step")
 
     def estimate(self, seed, loss, mean, var):
+        """(mean, variances, MomentsInfo) of the chain; by the loss's fast path if it has one (same noise)."""
+        fast = fast_path(loss, "diagonal_sgld_moments")
+        if fast is None:
+            return self.reference_estimate(seed, loss, mean, var)
+        m, v = fast(mean, var, seed, self.n_steps, self.step)
+        return m, v, MomentsInfo(1.0, seed)
+
+    def reference_estimate(self, seed, loss, mean, var):
         x, eps = mean.copy(), self.step
         s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
         for j in range(self.n_steps):
@@ -181,6 +198,11 @@ class DiagonalGaussianRule:
     def init(self, loss, x):
         return np.full(np.asarray(x).size, self.tau, dtype=np.float64)
 
+    @staticmethod
+    def mean_variance(state) -> float:
+        """The mean of the variances c_k: the τ of the isotropic Gaussian of the same total variance."""
+        return float(np.mean(state))
+
     def step(self, rng, state, loss, x, k):
         seed = draw_seed(as_generator(rng))
         m, v, info = self.estimator.estimate(seed, loss, np.asarray(x, dtype=np.float64), state)
@@ -193,42 +215,26 @@ class DiagonalGaussianRule:
 
 
 def train_config(covariance: str, algorithm: str, **kwargs):
-    """A :class:`kltrain.training.TrainConfig` whose IS/SGLD/HR rule learns a diagonal covariance.
+    """A :class:`kltrain.training.TrainConfig` (``covariance`` "fixed": the paper's τI) or a
+    :class:`kltrain.training.CovarianceTrainConfig` that learns C ("diag" or "iso") from C_0 = τI."""
+    from .training import CovarianceTrainConfig, TrainConfig
 
-    ``covariance`` "fixed" is the paper's τI (the ordinary config); "diag"/"iso" start at
-    C_0 = τI and learn C with :class:`DiagonalGaussianRule` (per-sample noise, no projection:
-    the reduced updates of kltrain.projected assume an isotropic τ).
-    """
-    from dataclasses import dataclass as _dataclass
-
-    from .schemes import SGD, SwitchAfter
-    from .training import TrainConfig
-
-    if covariance not in ("fixed", "diag", "iso"):
-        raise ValueError(f"covariance must be 'fixed', 'diag' or 'iso', got {covariance!r}")
     if covariance == "fixed":
         return TrainConfig(algorithm, **kwargs)
-
-    @_dataclass(frozen=True)
-    class CovarianceTrainConfig(TrainConfig):
-        covariance: str = "diag"    # "diag" | "iso": the learned family
-
-        def update_rule(self):
-            estimator = {
-                "is": lambda: GaussianIS(self.samples),
-                "sgld": lambda: GaussianSGLD(self.samples, step=0.05),
-                "hr": lambda: GaussianRobbinsMonro(self.hr_iterations, self.hr_samples,
-                                                   c=self.hr_c, alpha=self.hr_alpha),
-            }.get(self.algorithm)
-            if estimator is None:
-                raise ValueError(f"--covariance {self.covariance} needs --algo is, sgld or hr")
-            if self.tau_scoping is not None:
-                raise ValueError("a learned covariance replaces τ scoping; drop --tau-scoping")
-            rule = DiagonalGaussianRule(self.tau, estimator(), family=self.covariance)
-            return SwitchAfter(SGD(self.learning_rate), rule, self.sgd_first) if self.sgd_first else rule
-
-        @property
-        def label(self) -> str:
-            return f"{super().label}-C{self.covariance}"
-
     return CovarianceTrainConfig(algorithm, covariance=covariance, **kwargs)
+
+
+def covariance_rule(config):
+    """The update rule of a :class:`kltrain.training.CovarianceTrainConfig`: IS, SGLD or HR with a
+    learned covariance (per-sample noise, no projection: the reduced updates of
+    kltrain.projected assume an isotropic τ)."""
+    from .schemes import SGD, SwitchAfter
+
+    estimator = {
+        "is": lambda: GaussianIS(config.samples),
+        "sgld": lambda: GaussianSGLD(config.samples, step=0.05),
+        "hr": lambda: GaussianRobbinsMonro(config.hr_iterations, config.hr_samples, c=config.hr_c,
+                                           alpha=config.hr_alpha),
+    }[config.algorithm]()
+    rule = DiagonalGaussianRule(config.tau, estimator, family=config.covariance, cov_rate=config.covariance_rate)
+    return SwitchAfter(SGD(config.learning_rate), rule, config.sgd_first) if config.sgd_first else rule

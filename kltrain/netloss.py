@@ -87,6 +87,22 @@ class MinibatchLoss:
             return part, log_w
         return rescaled_partial(log_w, self.scale, seed, start, self.dim, antithetic, self.backend.normals)
 
+    def diagonal_importance_moments(self, x, var, seed, n_samples):
+        """GaussianIS with proposal N(x, diag var) on β·f (no CUDA kernel: a CUDA loss uses the CPU one)."""
+        fn = getattr(self.backend, "diagonal_importance_moments", None)
+        if fn is None:
+            from .kernels import cpu_backend
+            fn = cpu_backend.diagonal_importance_moments
+        return fn(self.batch, x, var, seed, n_samples, self.scale)
+
+    def diagonal_sgld_moments(self, x, var, seed, n_steps, step):
+        """GaussianSGLD's chain moments on β·f (no CUDA kernel: a CUDA loss uses the CPU one)."""
+        fn = getattr(self.backend, "diagonal_sgld_moments", None)
+        if fn is None:
+            from .kernels import cpu_backend
+            fn = cpu_backend.diagonal_sgld_moments
+        return fn(self.batch, x, var, seed, n_steps, step, self.scale)
+
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
         return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic, self.scale)
 

@@ -132,6 +132,45 @@ class TrainConfig:
         return f"SGD→{name}" if self.sgd_first and self.algorithm != "sgd" else name
 
 
+COVARIANCE_FAMILIES = ("diag", "iso", "fixed")   # fixed: the same estimator with C frozen at τI (a control)
+
+
+@dataclass(frozen=True)
+class CovarianceTrainConfig(TrainConfig):
+    """A run whose IS/SGLD/HR update also learns the Gaussian's covariance, from C_0 = τI (issue 16).
+
+    The rule is :class:`kltrain.gaussian_sampling.DiagonalGaussianRule` (the paper's future
+    work, derived in :mod:`kltrain.gaussian`); ``covariance_rate`` β damps c ← (1−β)c + βĉ.
+    """
+
+    covariance: str = "diag"            # diag | iso: the learned family; fixed: C stays τI
+    covariance_rate: float = 1.0        # 1: the majorize–minimize step itself
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.covariance not in COVARIANCE_FAMILIES:
+            raise ValueError(f"covariance must be one of {COVARIANCE_FAMILIES}, got {self.covariance!r}")
+        if self.algorithm not in ("is", "sgld", "hr"):
+            raise ValueError(f"a learned covariance needs algorithm is, sgld or hr, got {self.algorithm!r}")
+        if self.tau_scoping is not None:
+            raise ValueError("a learned covariance replaces τ scoping; drop tau_scoping")
+        if not 0 < self.covariance_rate <= 1:
+            raise ValueError(f"covariance_rate must be in (0, 1], got {self.covariance_rate!r}")
+
+    def update_rule(self):
+        from .gaussian_sampling import covariance_rule
+        return covariance_rule(self)
+
+    @property
+    def label(self) -> str:
+        return f"{super().label}-C{self.covariance}"
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """The config stored by ``asdict``: a CovarianceTrainConfig if it has a covariance field."""
+    return (CovarianceTrainConfig if "covariance" in d else TrainConfig)(**d)
+
+
 @dataclass
 class TrainResult:
     """What a run measured; ``to_json``/``to_csv`` write it."""
@@ -167,7 +206,7 @@ class TrainResult:
     def from_dict(cls, d: dict) -> "TrainResult":
         """Inverse of ``to_dict`` (NaN stored as null comes back as NaN)."""
         nan = lambda xs: [float("nan") if v is None else v for v in xs]  # noqa: E731
-        return cls(TrainConfig(**d["config"]), list(d["eval_updates"]), nan(d["test_accuracy"]),
+        return cls(config_from_dict(d["config"]), list(d["eval_updates"]), nan(d["test_accuracy"]),
                    nan(d["minibatch_loss"]), nan(d["seconds"]), nan(d["taus"]), d.get("status", "done"))
 
     def to_json(self, path) -> Path:
@@ -259,6 +298,7 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
         batch = trainset.sample(data_rng)
         if state is None:
             state = rule.init(batch, params)
+        tau_k = _effective_tau(rule, state, tau, k - config.sgd_first)   # before the step changes the state
         start = time.perf_counter()
         try:
             new, state, _ = rule.step(noise_rng, state, batch, params, k)
@@ -266,7 +306,7 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
             raise type(err)(f"{err} ({config.label}, {step_context(rule, k)})") from err
         result.seconds.append(time.perf_counter() - start)
         result.minibatch_loss.append(batch.value(params))
-        result.taus.append(tau(max(k - config.sgd_first, 0)))
+        result.taus.append(tau_k)
         params = np.asarray(new, dtype=np.float32)
         check_step(rule, params, k, f"{config.label} parameters (float32)")
         if (k + 1) % config.eval_every == 0 or k + 1 == config.n_updates:
@@ -276,6 +316,12 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
             checkpoint(result)
         bar.update(1)
     return params
+
+
+def _effective_tau(rule, state, tau, k):
+    """τ of update k; for a learned covariance the mean of its variances (its isotropic scale)."""
+    mean_variance = getattr(rule, "mean_variance", None)
+    return float(mean_variance(state)) if mean_variance is not None and k >= 0 else tau(max(k, 0))
 
 
 def _progress(config, enabled):

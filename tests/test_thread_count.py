@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # A child process (NUMBA_NUM_THREADS is read once, at import): per-sample (784–10 and 784–200–10) and projected IS,
-# Robbins–Monro, and two updates of `train is` / `train hr`; prints one digest per result.
+# Robbins–Monro, learned-covariance IS, and two updates of `train is` / `train hr`; prints one digest per result.
 SCRIPT = """
 import hashlib, sys
 import numpy as np
@@ -29,6 +29,7 @@ out = [cpu.importance_partial(mb, p, 0.01, seed, 3, 700, False)[0].sum_w_eps,
        projected_importance_update(cpu, mb, p, 0.01, seed, 1000)[0],
        cpu.robbins_monro(mb, p, 0.01, steps, 30, seed)[0],
        projected_robbins_monro(cpu, mb, p, 0.01, steps, 100, seed)[0],
+       np.concatenate(cpu.diagonal_importance_moments(mb, p, np.linspace(0.001, 0.1, p.size), seed, 700)[:2]),
        cpu.importance_partial(Minibatch.build(MLP.hidden(), X[:20], y[:20]), MLP.hidden().init(0), 0.01, seed, 0,
                               70, False)[0].sum_w_eps]   # d = 159,010: the wave fold runs over coordinate chunks
 for algo in ("is", "hr"):
@@ -47,7 +48,7 @@ def _digests(threads: int, seed: int = 4) -> list[str]:
 
 def test_one_and_two_threads_give_the_same_bits():
     one, two = _digests(1), _digests(2)
-    assert len(one) == 8
+    assert len(one) == 9
     assert one == two
     # Negative control: the digests do see the results (another seed changes every one).
     other = _digests(2, seed=5)

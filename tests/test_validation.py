@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from validation import theorems
 from validation.report import CheckResult, Report
 
@@ -106,3 +109,43 @@ def test_robbins_monro_check_survives_its_diverging_control(tmp_path):
     from validation import estimators
     result = estimators.robbins_monro_rate(Report(tmp_path), n_rep=2, Ns=(10, 100))
     assert result.control > result.tolerance
+
+
+def _covariance_store(final_scoped: float, final_learned: float, seeds=5):
+    """A synthetic issue-16 store: every row at 0.5, except τ scoping and the learned rows at the given finals."""
+    from validation.gaussian_covariance import FIXED, LEARNED, NETS, SCOPED
+    rng = np.random.default_rng(0)
+    runs = {}
+    for net in NETS:
+        for row in ("SGD", FIXED, "IS τ=1.5", SCOPED) + LEARNED:
+            final = final_scoped if row == SCOPED else final_learned if row in LEARNED else 0.5
+            runs[f"{row} [{net}]"] = [{"seed": s, "updates": [0, 100, 300, 500],
+                                       "accuracy": [0.1, 0.3, 0.4, final + 0.01 * rng.standard_normal()],
+                                       "tau": [1.5, 0.5, 0.1, 0.02], "seconds_median": 0.01} for s in range(seeds)]
+    return {"meta": {"machine": "test", "n_updates": 500, "samples": 1000}, "runs": runs}
+
+
+@pytest.mark.parametrize("learned, answer", [(0.8, "yes, on both nets"), (0.6, "no, not on both nets")])
+def test_covariance_section_answers_from_the_numbers(tmp_path, learned, answer):
+    from validation.gaussian_covariance import gaussian_covariance_section
+    path = tmp_path / "gc.json"
+    path.write_text(json.dumps(_covariance_store(final_scoped=0.8, final_learned=learned)))
+    report = Report(tmp_path / "r")
+    gaussian_covariance_section(report, path)
+    body = report.sections[-1][1]
+    assert f"Answer from these runs: {answer}" in body
+    assert "| 784–200–10 | IS τ: 1.5→0.01 | 5 |" in body and (tmp_path / "r" / "figures" / "gaussian-covariance.png").exists()
+
+
+def test_covariance_collect_reads_finished_runs_only(tmp_path):
+    from kltrain.experiments import _slug
+    from validation.gaussian_covariance import collect
+    runs = tmp_path / "gaussian-covariance" / "runs"
+    runs.mkdir(parents=True)
+    base = {"config": {"seed": 0}, "eval_updates": [0, 2, 4], "test_accuracy": [0.1, 0.2, 0.3],
+            "taus": [1.5, 1.0, 0.5, 0.25], "seconds": [0.1] * 4}
+    (runs / f"{_slug('IS τ=1.5 [784–10]')}-seed0.json").write_text(json.dumps(dict(base, status="done")))
+    (runs / f"{_slug('IS τ=1.5 [784–10]')}-seed1.json").write_text(json.dumps(dict(base, status="running")))
+    store = collect(tmp_path, tmp_path / "out.json", measure_ess=False)
+    assert list(store["runs"]) == ["IS τ=1.5 [784–10]"] and len(store["runs"]["IS τ=1.5 [784–10]"]) == 1
+    assert store["runs"]["IS τ=1.5 [784–10]"][0]["tau"] == [1.5, 1.0, 0.25]   # τ used in updates 1, 2 and 4

@@ -204,5 +204,7 @@ def run(report, mode: str, progress=False) -> None:
     if mode == "full":  # issue 14: flatness of every method's final weights, from the stored study
         from .flatness import flatness_section
         flatness_section(report)
+        from .gaussian_covariance import gaussian_covariance_section   # issue 16, from its stored study
+        gaussian_covariance_section(report)
     from .gpu_report import gpu_section
     gpu_section(report)

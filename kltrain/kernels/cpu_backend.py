@@ -7,7 +7,7 @@ import numpy as np
 
 from ..estimators.importance import ISPartial, check_log_weights, check_sample_range
 from ..noise import stream_key
-from . import cpu, cpu_mlp
+from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
 
 
@@ -51,6 +51,28 @@ def importance_partial(mb, params, tau, seed, start, stop, antithetic):
         mb.y, mb.indptr, mb.idx, mb.val, mb.offsets, nb.get_num_threads(), *_dense_rows(mb))
     check_log_weights(log_w, tau, start)  # a NaN weight would poison (or drop) its whole block
     return ISPartial(float(stats[0]), float(stats[1]), float(stats[2]), acc, stop - start), log_w
+
+
+def diagonal_importance_moments(mb, params, var, seed, n_samples, scale=1.0):
+    """GaussianIS on β·f: (mean, diagonal variances, ESS) of q ∝ e^{−βf} N(params, diag var)."""
+    mean = np.asarray(params, np.float64)
+    p = _f32(mean)
+    stats, s1, s2, log_w = cpu_gaussian.diagonal_importance_sums(
+        p, _f32(np.sqrt(var)), stream_key(seed), n_samples, scale, _first_layer_base(mb, p), mb.y, mb.indptr,
+        mb.idx, mb.val, mb.offsets, nb.get_num_threads())
+    check_log_weights(log_w, "diag C", 0)
+    s1, s2 = s1 / stats[1], s2 / stats[1]      # moments of u = x − m under the normalised weights
+    return mean + s1, np.maximum(s2 - s1 * s1, 0.0), float(stats[1] ** 2 / stats[2])
+
+
+def diagonal_sgld_moments(mb, params, var, seed, n_steps, step, scale=1.0):
+    """GaussianSGLD on β·f: the chain's (mean, diagonal variances) of q ∝ e^{−βf} N(params, diag var)."""
+    mean = np.asarray(params, np.float64)
+    s1, s2 = cpu_gaussian.diagonal_sgld_moments(
+        mean, np.asarray(var, np.float64), step, n_steps, scale, stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
+        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets)
+    s1, s2 = s1 / n_steps, s2 / n_steps
+    return mean + s1, np.maximum(s2 - s1 * s1, 0.0)
 
 
 def population_losses(mb, params, tau, seed, samples):
