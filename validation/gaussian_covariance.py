@@ -174,25 +174,34 @@ def _chain_reading(store) -> list:
     if not all(f"{r} [{net}]" in store["runs"] for r in (CHAIN_SCOPED, CHAIN_FROZEN) + CHAIN_LEARNED):
         return []
     parts = [f"*{r}* {_fmt(_diff(store, r, CHAIN_FROZEN, net))} against C frozen, "
-             f"{_fmt(_diff(store, r, CHAIN_SCOPED, net))} against Fig 6.5's scoped SGLD" for r in CHAIN_LEARNED]
+             f"{_fmt(_diff(store, r, CHAIN_SCOPED, net))} against Fig 6.5's scoped SGLD, effective τ at 500 "
+             f"{_final(store, r, net, 'tau'):.2g}, accuracy change from update 100 to 500 "
+             f"{_final(store, r, net) - at(store['runs'][f'{r} [{net}]'], 100)[0]:+.3f}" for r in CHAIN_LEARNED]
     return [f"**Langevin chains ({net}; C-SGLD = the C-preconditioned chain, constant ε = 0.05):** "
             + "; ".join(parts) + "."]
 
 
 def plot(store, path):
-    """Accuracy (top) and effective τ (bottom, log scale) against updates, one column per net."""
+    """Accuracy (top) and effective τ (bottom, log scale) against updates, one column per net.
+
+    One colour per row in both panels (tab20); Langevin-chain rows dashed.
+    """
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 6.4))   # chain rows (784–10) share the first column
+    rows = list(dict.fromkeys(label.rsplit(" [", 1)[0] for label in store["runs"]))
+    colour = {row: colormaps["tab20"](i % 20) for i, row in enumerate(rows)}
+    fig = Figure(figsize=(10, 6.4))
     axes = fig.subplots(2, len(NETS), squeeze=False)
     for col, net in enumerate(NETS):
         for label, runs in store["runs"].items():
             if not label.endswith(f"[{net}]"):
                 continue
             row = label.rsplit(" [", 1)[0]
+            style = dict(color=colour[row], linestyle="--" if "SGLD" in row else "-", label=row)
             u = np.array(runs[0]["updates"])
-            axes[0, col].plot(u, np.mean([r["accuracy"] for r in runs], 0), label=row)
+            axes[0, col].plot(u, np.mean([r["accuracy"] for r in runs], 0), **style)
             if row != "SGD":
-                axes[1, col].semilogy(u, np.mean([r["tau"] for r in runs], 0), label=row)
+                axes[1, col].semilogy(u, np.mean([r["tau"] for r in runs], 0), **style)
         axes[0, col].set(title=net, ylim=(0, 1), ylabel="held-out accuracy")
         axes[1, col].set(xlabel="parameter updates", ylabel="effective τ (mean variance)")
     axes[0, 0].legend(fontsize=6)
