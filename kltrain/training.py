@@ -320,8 +320,12 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
 
 def _effective_tau(rule, state, tau, k):
     """τ of update k; for a learned covariance the mean of its variances (its isotropic scale)."""
+    if isinstance(state, tuple) and hasattr(rule, "then"):     # SwitchAfter: (first's state, then's state)
+        rule, state = rule.then, state[1]
     mean_variance = getattr(rule, "mean_variance", None)
-    return float(mean_variance(state)) if mean_variance is not None and k >= 0 else tau(max(k, 0))
+    if mean_variance is None or state is None or k < 0:
+        return tau(max(k, 0))
+    return float(mean_variance(state))
 
 
 def _progress(config, enabled):

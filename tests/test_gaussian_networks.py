@@ -93,7 +93,7 @@ def test_sgld_kernel_matches_the_numpy_reference_on_the_same_noise(sizes):
         ref = numpy_backend.diagonal_sgld_moments(loss.batch, p, var, 7, 200, 0.05, scale)
         np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-6)
         np.testing.assert_allclose(fast[1], ref[1], rtol=0, atol=1e-6)
-    other = numpy_backend.diagonal_sgld_moments(loss.batch, p, var, 8, 200, 0.05, 1.0)
+    other = numpy_backend.diagonal_sgld_moments(loss.batch, p, var, 8, 200, 0.05, 3.0)   # same β as ref
     assert np.abs(other[0] - ref[0]).max() > 1e-3       # negative control: another seed, another chain
 
 
@@ -102,3 +102,10 @@ def test_frozen_covariance_config_keeps_tau():
     run = train(CovarianceTrainConfig("sgld", net="small", covariance="fixed", n_updates=3, samples=20, n_test=100),
                 data=data, progress=False)
     assert run.taus == [0.01] * 3 and run.test_accuracy[-1] > 0
+
+
+def test_after_sgd_first_the_learned_covariance_is_recorded():
+    data = load_data(TrainConfig("sgd", n_test=100))
+    run = train(CovarianceTrainConfig("is", net="small", n_updates=5, sgd_first=2, samples=64, tau=1.5, n_test=100),
+                data=data, progress=False)
+    assert run.taus[:3] == [1.5, 1.5, 1.5] and run.taus[3] < 1.5   # SGD updates, the first IS update, then learned

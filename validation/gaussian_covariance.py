@@ -53,10 +53,33 @@ def collect(folder, path=DATA, measure_ess=True) -> dict:
                 "seconds_median": float(np.median(d["seconds"]))})
     if measure_ess:
         store["meta"]["first_update_ess"] = first_update_ess()
+        store["meta"]["flat_loss_null"] = flat_loss_null()
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(store, indent=1))
     tmp.replace(path)                                             # never a half-written file
     return store
+
+
+def flat_loss_null(n_updates=500, n_coords=500, seed=0) -> dict:
+    """Effective τ / C₀ after ``n_updates`` learned-C updates on a *flat* loss (q_k = N(m_k, C_k) exactly,
+    so the exact scheme keeps C): what the estimators' own bias does. IS at full ESS: closed form
+    (1 − 1/J)^k. C-SGLD: the reference chain's recursion with ∇f = 0, simulated on ``n_coords``
+    independent coordinates, from C₀ = 0.01 and 1.5."""
+    from kltrain.gaussian_sampling import GaussianSGLD
+    chain = GaussianSGLD()
+    rng = np.random.default_rng(seed)
+    out = {"IS (1 - 1/J)^k, J = 1000": (1 - 1 / 1000) ** n_updates}
+    for c0 in (0.01, 1.5):
+        m, c = np.zeros(n_coords), np.full(n_coords, c0)
+        for _ in range(n_updates):
+            x, s1, s2 = m.copy(), 0.0, 0.0
+            for _ in range(chain.n_steps):      # the reference's step with ∇f = 0
+                x = x - chain.step * (x - m) + np.sqrt(2 * chain.step * c) * rng.standard_normal(n_coords)
+                s1, s2 = s1 + x, s2 + x * x
+            m = s1 / chain.n_steps
+            c = np.maximum(s2 / chain.n_steps - m * m, 0.0)
+        out[f"C-SGLD from {c0}I"] = float(c.mean() / c0)
+    return out
 
 
 def first_update_ess(seeds=range(5), taus=(0.01, 1.5), samples=1000) -> dict:
@@ -142,7 +165,8 @@ def reading(store) -> str:
         best = max(LEARNED, key=lambda r: _final(store, r, net))
         hand = max((FIXED, "IS τ=1.5", SCOPED), key=lambda r: _final(store, r, net))
         vs_scoped = _diff(store, like, SCOPED, net)
-        verdicts.append(vs_scoped[0] >= -2 * vs_scoped[1])
+        within = [d >= -2 * se for d, se in (_diff(store, r, SCOPED, net) for r in same_start) if np.isfinite(se)]
+        verdicts.append(any(within))
         taus = {r: _final(store, r, net, "tau") for r in LEARNED}
         ess = store["meta"].get("first_update_ess", {}).get(net, {})
         out.append(f"**{net}:** like for like (both from 1.5I), the best learned row, *{like}*, ends at "
@@ -158,11 +182,28 @@ def reading(store) -> str:
     if not verdicts:
         return "Not enough stored runs for a reading."
     out.extend(_chain_reading(store))
+    null = store["meta"].get("flat_loss_null")
+    if null:
+        out.append("**Caveat: the estimators shrink C by themselves.** On a flat loss q_k = N(m_k, C_k), so the "
+                   "exact scheme keeps C; the sampled one does not. Effective τ / C₀ after 500 updates on a flat "
+                   "loss: " + ", ".join(f"{k} {v:.3g}" for k, v in null.items())
+                   + " (IS: the self-normalised weighted variance is low by the factor 1 − 1/ESS per update; "
+                   "C-SGLD: simulated, ∇f = 0). Measured ratios for comparison: IS diag C from 0.01I "
+                   + ", ".join(f"{_final(store, LEARNED[0], n, 'tau') / 0.01:.3g} ({n})" for n in NETS
+                               if f"{LEARNED[0]} [{n}]" in store["runs"])
+                   + "; C-SGLD " + ", ".join(f"{_final(store, r, NETS[0], 'tau') / c0:.2g} (from {c0}I)"
+                                             for r, c0 in zip(CHAIN_LEARNED, (0.01, 1.5))
+                                             if f"{r} [{NETS[0]}]" in store["runs"])
+                   + ". So the learned-C rows' shrinkage is not the exact scheme's annealing alone: the IS rows "
+                   "from 0.01I shrink by about their null, at ESS ≈ 1 the bias factor is ≈ 0.2 per update, and "
+                   "the C-SGLD collapse is of the order of its null. The answer above is "
+                   "about these sampled estimators; whether a bias-corrected covariance estimate (e.g. ĉ/(1 − Σw̄²), "
+                   "or a burnt-in chain) would replace scoping was not tested.")
     answer = ("**Answer from these runs: yes, on both nets** — started where scoping starts, a learned covariance "
               "ends within 2 SE of, or above, the hand-scoped τ" if all(verdicts) else
               "**Answer from these runs: no, not on both nets** — on " + ", ".join(
-                  n for n, v in zip(NETS, verdicts) if not v) + " every learned covariance started where scoping "
-              "starts (1.5I) ends more than 2 SE below the hand-scoped τ")
+                  n for n, v in zip(NETS, verdicts) if not v) + " no learned covariance started where scoping "
+              "starts (1.5I) ends within 2 SE of the hand-scoped τ")
     return (answer + " (final accuracy at 500 updates, mean ± SE over seeds; the learned rows still choose C₀ and, "
             "in one row, a damping rate by hand, so at best they replace the schedule τ(k), not every choice).\n\n"
             + "\n\n".join(out))
