@@ -88,20 +88,17 @@ class MinibatchLoss:
         return rescaled_partial(log_w, self.scale, seed, start, self.dim, antithetic, self.backend.normals)
 
     def diagonal_importance_moments(self, x, var, seed, n_samples):
-        """GaussianIS with proposal N(x, diag var) on β·f (no CUDA kernel: a CUDA loss uses the CPU one)."""
-        fn = getattr(self.backend, "diagonal_importance_moments", None)
-        if fn is None:
-            from .kernels import cpu_backend
-            fn = cpu_backend.diagonal_importance_moments
-        return fn(self.batch, x, var, seed, n_samples, self.scale)
+        """GaussianIS with proposal N(x, diag var) on β·f."""
+        return self._diagonal_kernel("diagonal_importance_moments")(self.batch, x, var, seed, n_samples, self.scale)
 
     def diagonal_sgld_moments(self, x, var, seed, n_steps, step):
-        """GaussianSGLD's chain moments on β·f (no CUDA kernel: a CUDA loss uses the CPU one)."""
-        fn = getattr(self.backend, "diagonal_sgld_moments", None)
-        if fn is None:
-            from .kernels import cpu_backend
-            fn = cpu_backend.diagonal_sgld_moments
-        return fn(self.batch, x, var, seed, n_steps, step, self.scale)
+        """GaussianSGLD's chain moments on β·f."""
+        return self._diagonal_kernel("diagonal_sgld_moments")(self.batch, x, var, seed, n_steps, step, self.scale)
+
+    def _diagonal_kernel(self, name):
+        """The backend's learned-covariance kernel; a backend without one (CUDA, Dask) uses the CPU kernel."""
+        from .kernels import cpu_backend
+        return getattr(self.backend, name, None) or getattr(cpu_backend, name)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):
         return projected_importance_update(self.backend, self.batch, x, tau, seed, n_samples, antithetic, self.scale)

