@@ -2,10 +2,10 @@
 
 The reduced IS update (:func:`kltrain.projected.projected_importance_update`) is
 split into its parts, each timed alone (best of ``repeat`` after a warm-up):
-SVD/QR of the minibatch, x → x̃, the IS kernel (normals + forward + weights +
-reduction, fused; the normals are also timed alone with the same generator and
-the rest is the difference), the posterior mean, the orthogonal draw Z, and
-P⊥ + lift. Beside each part is a *floor*: its operation count divided by a rate
+SVD/QR of the minibatch, the orthogonal draw Z, the products ŨᵀW₁ and ŨᵀZ, x → x̃,
+the IS kernel (normals + forward + weights + reduction, fused; the normals are also
+timed alone with the same generator and the rest is the difference), the posterior
+mean, and P⊥ + lift. Beside each part is a *floor*: its operation count divided by a rate
 measured on this machine in the same run — normals per second of our counter
 generator on a large block, and GFLOP/s of a large float32 matmul. The floor
 says how fast the part could be at that rate, not that it is reachable.
@@ -22,8 +22,8 @@ from .bench import best_time as _best
 from .estimators.importance import posterior_mean_from_partial
 from .kernels.counter import fill_normals, sample_key
 from .noise import stream_key
-from .projected import (ORTHOGONAL_SAMPLE, _orthogonal_scale, lift_with_noise, projected_importance_update,
-                        reduce_minibatch)
+from .projected import (ORTHOGONAL_SAMPLE, _orthogonal_scale, basis_coordinates, lift_with_noise,
+                        projected_importance_update, reduce_minibatch)
 
 SWEEP_SAMPLES = (100, 1_000, 10_000, 100_000)
 PROFILE_REPEAT = 10   # at least this many timed runs per profile part
@@ -80,13 +80,13 @@ def _counts(mb, red, samples):
     forward = samples * 2.0 * B * sum(a * b for a, b in zip((r,) + sizes[1:-1], sizes[1:]))
     return {
         "svd": 4.0 * B * B * in_dim + 22.0 * B ** 3 + 2.0 * in_dim * B * r,   # QR of Aᵀ, SVD of R₁, basis
-        "reduce": 2.0 * in_dim * r * H,
+        "coords": 2 * 2.0 * in_dim * r * H,              # ŨᵀW₁ and ŨᵀZ
         "normals": float(samples * n_red),
         "forward": forward,
         "weights": float(samples * B * sizes[-1]),        # one exp per logit
         "reduction": 2.0 * samples * n_red,               # Σ_j w_j ε_j
         "z": float(in_dim * H),
-        "lift": 2 * 2.0 * in_dim * r * H,                 # W₁ + Ũ(c̃ − ŨᵀM): two in×r×H products
+        "lift": 2.0 * in_dim * r * H,                     # W₁ + kZ + Ũc: one in×r×H product
     }
 
 
@@ -94,19 +94,22 @@ def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rate
     """Time each part of one reduced IS update of ``samples`` samples and set its floor beside it."""
     normal_rate, flop_rate = rates or (normals_per_second(repeat), matmul_flops_per_second(repeat))
     red = reduce_minibatch(mb)
-    W1, _ = red._split(params)
-    reduced = red.reduce(params)
+    W1 = red.first_layer(params)
+    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
+    coords, basis_z = basis_coordinates(red.basis, W1, z)
+    reduced = red.reduce(params, coords)
     n = _counts(mb, red, samples)
     part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False)
-    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
-    coords = red.basis.T @ W1
     kernel = _best(lambda: backend.importance_partial(red.minibatch, reduced, tau, seed, 0, samples, False), repeat)
     normals = time_normals(samples, reduced.size, repeat)
     rest_floor = (n["forward"] + n["reduction"] + n["weights"]) / flop_rate
     parts = [
         ProfilePart("SVD/QR", _best(lambda: reduce_minibatch(mb), repeat), n["svd"] / flop_rate, n["svd"], "FLOP"),
-        ProfilePart("x -> x~", _best(lambda: red.reduce(params), repeat), n["reduce"] / flop_rate, n["reduce"],
-                    "FLOP"),
+        ProfilePart("orthogonal Z", _best(lambda: backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), repeat),
+                    n["z"] / normal_rate, n["z"], "normals"),
+        ProfilePart("U~T W1, U~T Z", _best(lambda: basis_coordinates(red.basis, W1, z), repeat),
+                    n["coords"] / flop_rate, n["coords"], "FLOP"),
+        ProfilePart("x -> x~", _best(lambda: red.reduce(params, coords), repeat), None, 0.0, ""),
         ProfilePart("IS kernel (fused)", kernel, n["normals"] / normal_rate + rest_floor,
                     n["normals"] + n["forward"] + n["reduction"], "normals+FLOP"),
         ProfilePart("  normals (alone)", normals, n["normals"] / normal_rate, n["normals"], "normals"),
@@ -116,10 +119,8 @@ def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rate
         ProfilePart("    reduction (floor)", float("nan"), n["reduction"] / flop_rate, n["reduction"], "FLOP"),
         ProfilePart("posterior mean", _best(lambda: posterior_mean_from_partial(part, reduced.astype(np.float64),
                                                                               tau), repeat), None, 0.0, ""),
-        ProfilePart("orthogonal Z", _best(lambda: backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), repeat),
-                    n["z"] / normal_rate, n["z"], "normals"),
         ProfilePart("P-perp + lift", _best(lambda: lift_with_noise(red, reduced, W1, coords, z,
-                                                                   _orthogonal_scale(log_w, False)), repeat),
+                                                                   _orthogonal_scale(log_w, False), basis_z), repeat),
                     n["lift"] / flop_rate, n["lift"], "FLOP"),
     ]
     total_floor = sum(p.floor_seconds or 0.0 for p in parts if not p.part.startswith(" "))

@@ -64,8 +64,13 @@ class Reduction:
         w0, b0, fan_in, H = self.full.net.layer_offsets[0]
         return np.asarray(params, np.float64)[w0:b0].reshape(fan_in, H), b0
 
+    def first_layer(self, params) -> np.ndarray:
+        """W₁ (in×H) as a view of ``params``, in its own dtype."""
+        w0, b0, fan_in, H = self.full.net.layer_offsets[0]
+        return np.asarray(params)[w0:b0].reshape(fan_in, H)
+
     def reduce(self, params, coords=None) -> np.ndarray:
-        """x̃ = (Ũᵀ W₁, rest) as float32 (``coords``: Ũᵀ W₁ in float64, if already computed)."""
+        """x̃ = (Ũᵀ W₁, rest) as float32 (``coords``: Ũᵀ W₁, if already computed)."""
         if coords is None:
             coords = self.basis.T @ self._split(params)[0]
         b0 = self.full.net.layer_offsets[0][1]
@@ -132,24 +137,38 @@ def _orthogonal_scale(log_w: np.ndarray, antithetic: bool) -> float:
     return float(np.sqrt(w @ w))
 
 
-@nb.njit(cache=True, nogil=True)
+def basis_coordinates(basis, *mats):
+    """(Ũᵀ M for M in mats) by one float32 GEMM each (M: in×H; float32 W₁ and Z need no copy).
+
+    float32 is enough here: an error δ in ŨᵀW₁ cancels in the lift (W₁ + Ũ(c̃ − ŨᵀW₁) keeps
+    P⊥W₁ whatever ŨᵀW₁ is), and moves the reduced point by ~float32 rounding.
+    """
+    u = np.asarray(basis, np.float32).T
+    return tuple(u @ np.asarray(m, np.float32) for m in mats)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def _sum3_f32(a, k, z, b, out):
-    """out = float32(a + k·z + b), elementwise over flat arrays (one pass instead of three)."""
+    """out = a + k·z + b, elementwise over float32 arrays (one pass instead of three)."""
     for i in range(out.size):
-        out[i] = a[i] + k * np.float64(z[i]) + b[i]
+        out[i] = a[i] + k * z[i] + b[i]
 
 
-def lift_with_noise(red, reduced, W1, coords, z, k) -> np.ndarray:
+def lift_with_noise(red, reduced, W1, coords, z, k, basis_z=None) -> np.ndarray:
     """``red.lift_projecting(reduced, W1 + k·z)`` without forming W1 + k·z (float32 out).
 
-    ``coords`` = ŨᵀW₁ (float64, from the reduction), so Ũᵀ(W₁ + kz) = coords + k·Ũᵀz and
-    W₁_new = W₁ + k·z + Ũ(c̃ − coords − k·Ũᵀz): two in×r×H products and one fused pass.
+    ``coords`` = ŨᵀW₁ as used for x̃ (its rounding then cancels), so Ũᵀ(W₁ + kz) = coords + k·Ũᵀz and
+    W₁_new = W₁ + k·z + Ũ(c̃ − coords − k·Ũᵀz): two in×r×H float32 products (``basis_z`` = Ũᵀz
+    when already computed) and one fused pass.
     """
     head = coords.size
-    c = np.asarray(reduced[:head], np.float64).reshape(coords.shape) - coords \
-        - k * (red.basis.T @ np.asarray(z, np.float64))
+    if basis_z is None:
+        basis_z, = basis_coordinates(red.basis, z)
+    c = np.asarray(reduced[:head], np.float64).reshape(coords.shape) - coords - k * np.asarray(basis_z, np.float64)
     out = np.empty(W1.size + len(reduced) - head, np.float32)
-    _sum3_f32(W1.ravel(), k, np.ravel(z), (red.basis @ c).ravel(), out[:W1.size])
+    shift = np.asarray(red.basis, np.float32) @ c.astype(np.float32)   # c is update-sized: float32 suffices
+    _sum3_f32(np.ravel(np.asarray(W1, np.float32)), np.float32(k), np.ravel(np.asarray(z, np.float32)), shift.ravel(),
+              out[:W1.size])
     out[W1.size:] = reduced[head:]
     return out
 
@@ -169,15 +188,16 @@ def projected_importance_update(backend, mb, params, tau, seed, n_samples, antit
 
 def _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale=1.0):
     red = reduce_minibatch(mb)
-    W1, _ = red._split(params)
-    coords = red.basis.T @ W1
+    W1 = red.first_layer(params)
+    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
+    coords, basis_z = basis_coordinates(red.basis, W1, z)   # Z is drawn first: both products at once
     reduced = red.reduce(params, coords)
     part, log_w = backend.importance_partial(red.minibatch, reduced, tau, seed, 0, n_samples, antithetic)
     if loss_scale != 1.0:  # log weights −β·f(x_j), same ε_j
         part, log_w = rescaled_partial(log_w, loss_scale, seed, 0, reduced.size, antithetic, backend.normals)
     mean = posterior_mean_from_partial(part, reduced.astype(np.float64), tau)
-    z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)
-    update = lift_with_noise(red, mean, W1, coords, z, float(np.sqrt(tau) * _orthogonal_scale(log_w, antithetic)))
+    k = float(np.sqrt(tau) * _orthogonal_scale(log_w, antithetic))
+    update = lift_with_noise(red, mean, W1, coords, z, k, basis_z)
     info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
     return update, info
 

@@ -192,6 +192,31 @@ def test_long_rows_split_into_chunks_give_the_same_normals(start, extra):
     np.testing.assert_allclose(want[0, -50:], counter_normals(5, [7], n, coord_offset=start)[0, -50:], atol=5e-6)
 
 
+@pytest.mark.parametrize("start", [0, 1, 4098])
+def test_two_pass_fill_gives_the_bits_of_short_fills(start):
+    """fill_normals hashes long rows (SPLIT_FROM pairs on) in a pass of its own; the bits are unchanged."""
+    import numba as nb
+    from kltrain.kernels.counter import FILL_CHUNK, SPLIT_FROM, fill_normals, sample_key
+    n, piece = 4 * FILL_CHUNK + 37, 2 * SPLIT_FROM - 6      # long: two-pass; pieces: one loop
+    key = stream_key(11)
+
+    # pieces after the first start at even coordinates: an odd start's lone sine is computed
+    # outside the vector loop, which may differ in the last bit (as counter_normals_f32 notes)
+    bounds = np.array([0, *range(piece - (start & 1), n, piece), n])
+
+    @nb.njit(error_model="numpy", fastmath=True)
+    def fills(key, start, n, bounds):
+        whole, parts = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+        fill_normals(sample_key(key, 3), start, whole)
+        for i in range(bounds.size - 1):
+            fill_normals(sample_key(key, 3), start + bounds[i], parts[bounds[i]:bounds[i + 1]])
+        return whole, parts
+    whole, parts = fills(key, start, n, bounds)
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_allclose(whole, counter_normals(11, [3], n, coord_offset=start)[0], atol=5e-6)
+    assert np.abs(whole - counter_normals(11, [4], n, coord_offset=start)[0]).max() > 1.0   # another sample
+
+
 def test_parallel_wave_fold_equals_serial_folding():
     """fold_wave_parallel (large d) gives the serial fold_block's totals; blocks without weights are skipped."""
     from kltrain.kernels.cpu import FOLD_CHUNK, fold_block, fold_wave_parallel

@@ -14,8 +14,8 @@ from kltrain.estimators.importance import posterior_mean_from_partial, proposal_
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import (lift_with_noise, ou_moments, projected_importance_update, projected_robbins_monro,
-                               projected_sgld_chain, reduce_minibatch)
+from kltrain.projected import (basis_coordinates, lift_with_noise, ou_moments, projected_importance_update,
+                               projected_robbins_monro, projected_sgld_chain, reduce_minibatch)
 
 CPU = get_backend("cpu")
 N_REPS, N_SAMPLES, TAU = 400, 40, 2.0  # τ = 2: ESS ≈ 11 of 40, so the weights matter
@@ -257,3 +257,25 @@ def test_lift_projecting_equals_perp_then_lift(case):
     np.testing.assert_allclose(got, red.lift(reduced, red.perp(M) + k * red.perp(z.astype(np.float64))), atol=1e-6)
     if red.rank < fan_in:                                 # (rank = in: P⊥ = 0, no orthogonal noise at all)
         assert np.abs(lift_with_noise(red, reduced, M, red.basis.T @ M, z, -k) - got).max() > 1e-2
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_basis_coordinates_and_their_rounding_cancels_in_the_lift(case):
+    """ŨᵀW₁ and ŨᵀZ in float32 GEMMs; an error δ in ŨᵀW₁ used for both x̃ and the lift leaves P⊥W₁ alone."""
+    mb = _minibatches()[case]
+    red = reduce_minibatch(mb)
+    rng = np.random.default_rng(case)
+    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    W1, z = rng.normal(size=(fan_in, H)).astype(np.float32), rng.normal(size=(fan_in, H)).astype(np.float32)
+    cw, cz = basis_coordinates(red.basis, W1, z)
+    np.testing.assert_allclose(cw, red.basis.T @ W1.astype(np.float64), atol=1e-5)
+    np.testing.assert_allclose(cz, red.basis.T @ z.astype(np.float64), atol=1e-5)
+    params = np.concatenate([W1.ravel(), rng.normal(size=mb.net.n_params - W1.size).astype(np.float32)])
+    step = rng.normal(size=red.minibatch.net.n_params) * 0.01          # the IS update in reduced coordinates
+    delta = 1e-3 * rng.normal(size=cw.shape)                           # a (large) error in ŨᵀW₁
+    exact = lift_with_noise(red, red.reduce(params, cw) + step, W1, cw, z, 0.3, cz)
+    off = lift_with_noise(red, red.reduce(params, cw + delta) + step, W1, cw + delta, z, 0.3, cz)
+    np.testing.assert_allclose(off, exact, atol=2e-6)
+    # negative control: x̃ formed with the error but the lift told the exact ŨᵀW₁ keeps δ
+    wrong = lift_with_noise(red, red.reduce(params, cw + delta) + step, W1, cw, z, 0.3, cz)
+    assert np.abs(wrong - exact).max() > 1e-4

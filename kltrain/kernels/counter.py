@@ -102,12 +102,33 @@ def sample_key(key, j):
 @nb.njit(inline="always")
 def normal_pair(skey, p):
     """(ε[j, 2p], ε[j, 2p+1]) for the sample whose ``sample_key`` is skey."""
-    h = mix64(skey + np.uint64(p) * GOLDEN)
+    u1, u2 = uniforms(mix64(skey + np.uint64(p) * GOLDEN))
+    return box_muller(u1, u2)
+
+
+@nb.njit(inline="always")
+def uniforms(h):
+    """Two uniforms in (0, 1) from one 64-bit hash h: 31 bits for the radius, 23 for the angle."""
     u1 = (np.float32(np.int32(h >> _S33)) + _HALF) * _F_M31
     u2 = (np.float32(np.int32((h >> _S9) & _M23)) + _HALF) * _F_M23
+    return u1, u2
+
+
+@nb.njit(inline="always")
+def box_muller(u1, u2):
+    """The pair r·(cos θ, sin θ), r = √(−2 log u1), θ = 2π·u2."""
     r = np.sqrt(max(np.float32(-2.0) * log_f32(u1), np.float32(0.0)))
     c, s = sincos_2pi_f32(u2)
     return r * c, r * s
+
+
+# fill_normals runs in two passes over chunks of FILL_CHUNK pairs: hashes to uniforms, then
+# uniforms to normals. The 64-bit hash vectorises on 512-bit registers, and while any
+# 512-bit instruction is in flight an Intel server core (this machine's) shuts one of its
+# three vector ports: the float pass alone runs on all three (fill 24% faster, same bits).
+# Rows shorter than SPLIT_FROM pairs keep one loop (no scratch to allocate).
+FILL_CHUNK = 1024
+SPLIT_FROM = 256
 
 
 @nb.njit(inline="always")
@@ -122,10 +143,29 @@ def fill_normals(skey, start, out):
         k = 1
     first = (start + k) >> 1
     n_pairs = (n - k) // 2
-    for q in range(n_pairs):
-        c, s = normal_pair(skey, first + q)
-        out[k + 2 * q] = c
-        out[k + 2 * q + 1] = s
+    # x = skey + (first + q)·GOLDEN stepped by an add (the same uint64 bits): LLVM kept
+    # the multiply in the vector loop, one of three 64-bit multiplies (13% of the fill)
+    x = skey + np.uint64(first) * GOLDEN
+    if n_pairs < SPLIT_FROM:
+        for q in range(n_pairs):
+            u1, u2 = uniforms(mix64(x))
+            x += GOLDEN
+            c, s = box_muller(u1, u2)
+            out[k + 2 * q] = c
+            out[k + 2 * q + 1] = s
+    else:
+        u = np.empty((2, FILL_CHUNK), dtype=np.float32)
+        a, b = u[0], u[1]
+        for lo in range(0, n_pairs, FILL_CHUNK):
+            m = min(FILL_CHUNK, n_pairs - lo)
+            for q in range(m):
+                a[q], b[q] = uniforms(mix64(x))
+                x += GOLDEN
+            o = out[k + 2 * lo:k + 2 * (lo + m)]
+            for q in range(m):
+                c, s = box_muller(a[q], b[q])
+                o[2 * q] = c
+                o[2 * q + 1] = s
     if (n - k) & 1:
         c, _ = normal_pair(skey, first + n_pairs)
         out[n - 1] = c
