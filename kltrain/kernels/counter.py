@@ -171,6 +171,31 @@ def fill_normals(skey, start, out):
         out[n - 1] = c
 
 
+@nb.njit(inline="always")
+def fill_normals_transposed(skey, start, out):
+    """out[o, h] = ε[j, start + h·F + o] for out of shape (F, K): the K×F row-major block at ``start``, transposed.
+
+    F and ``start`` must be even: then columns 2m and 2m+1 are the cosine and sine of pairs
+    start/2 + m + h·F/2 (h = 0..K−1), hashed with an add-stepped counter and written as two
+    contiguous rows. Same values as ``fill_normals`` of the block (a value computed outside
+    a vector loop in one and inside it in the other may differ in the last bit).
+    """
+    F, K = out.shape
+    step = np.uint64(F // 2) * GOLDEN
+    u = np.empty((2, K), dtype=np.float32)
+    a, b = u[0], u[1]
+    for m in range(F // 2):
+        x = skey + np.uint64(start // 2 + m) * GOLDEN
+        for h in range(K):
+            a[h], b[h] = uniforms(mix64(x))
+            x += step
+        co, so = out[2 * m], out[2 * m + 1]
+        for h in range(K):
+            c, s = box_muller(a[h], b[h])
+            co[h] = c
+            so[h] = s
+
+
 NORMALS_CHUNK = 1 << 15  # coordinates per parallel task (even: pairs never straddle two tasks)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .counter import fill_normals, sample_key
+from .counter import fill_normals, fill_normals_transposed, sample_key
 from .cpu_mlp import (JIT, cross_entropy, dense_affine_rows, dense_t, layer_block, loss_and_grad, relu,
                       scratch_size_of, sparse_affine)
 
@@ -42,14 +42,53 @@ def transposed_tail(p, offsets):
 
 
 @nb.njit(**JIT)
-def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp, built):
+def tail_transposable(offsets):
+    """Whether every later layer's weight block starts at an even coordinate and has an even fan-out."""
+    for layer in range(1, offsets.shape[0]):
+        if offsets[layer, 0] % 2 or offsets[layer, 3] % 2:
+            return False
+    return True
+
+
+@nb.njit(**JIT)
+def fill_sample_noise(skey, e, offsets, transposed):
+    """ε_j into e; with ``transposed`` each later layer's weight noise is stored as (fan_out, fan_in).
+
+    Drawing it transposed (counter.fill_normals_transposed) saves perturbed_tail_loss a
+    strided read of the noise per sample; ``untranspose_tail`` restores a sum of such vectors.
+    """
+    if not transposed or offsets.shape[0] == 1:
+        fill_normals(skey, 0, e)
+        return
+    fill_normals(skey, 0, e[:offsets[1, 0]])
+    for layer in range(1, offsets.shape[0]):
+        w, bb, fi, fo = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2], offsets[layer, 3]
+        fill_normals_transposed(skey, w, e[w:w + fi * fo].reshape(fo, fi))
+        fill_normals(skey, bb, e[bb:bb + fo])
+
+
+@nb.njit(**JIT)
+def untranspose_tail(v, offsets):
+    """Undo fill_sample_noise's layout in place: each later layer's (fan_out, fan_in) block back to (fan_in, fan_out)."""
+    for layer in range(1, offsets.shape[0]):
+        w, fi, fo = offsets[layer, 0], offsets[layer, 2], offsets[layer, 3]
+        block = v[w:w + fi * fo].copy().reshape(fo, fi)
+        out = v[w:w + fi * fo].reshape(fi, fo)
+        for h in range(fi):
+            for o in range(fo):
+                out[h, o] = block[o, h]
+
+
+@nb.njit(**JIT)
+def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp, built, e_transposed=False):
     """f at p + s·e given the first layer's noise term t0 (B, H₁) (pt: ``transposed_tail(p)``).
 
     The first layer's pre-activation is base0 + s·t0 (base0 = A·W₁ + b₁ at p), or, when
     ``built``, already in work's first block (base0, t0 unread); its ReLU is applied here.
     Each later layer's perturbed weights Wᵀ + s·eᵀ go into the transposed scratch ``wt``
-    (W's transpose is pt's, computed once per kernel call: only the noise is read
-    strided). ``tmp`` (≥ B·classes floats) is the cross-entropy's scratch.
+    (W's transpose is pt's, computed once per kernel call; the noise is read strided, or,
+    when ``e_transposed``, is stored transposed already: fill_sample_noise). ``tmp``
+    (≥ B·classes floats) is the cross-entropy's scratch.
     """
     B = y.size
     last = offsets.shape[0] - 1
@@ -67,11 +106,18 @@ def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp,
         w, bb, fi, fo = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2], offsets[layer, 3]
         v = wt[:fo * fi].reshape(fo, fi)
         pv = pt[w:w + fi * fo].reshape(fo, fi)
-        ew = e[w:w + fi * fo].reshape(fi, fo)
-        for o in range(fo):
-            vo, po = v[o], pv[o]
-            for h in range(fi):
-                vo[h] = po[h] + s * ew[h, o]
+        if e_transposed:
+            et = e[w:w + fi * fo].reshape(fo, fi)
+            for o in range(fo):
+                vo, po, eo = v[o], pv[o], et[o]
+                for h in range(fi):
+                    vo[h] = po[h] + s * eo[h]
+        else:
+            ew = e[w:w + fi * fo].reshape(fi, fo)
+            for o in range(fo):
+                vo, po = v[o], pv[o]
+                for h in range(fi):
+                    vo[h] = po[h] + s * ew[h, o]
         for o in range(fo):
             bias[o] = p[bb + o] + s * e[bb + o]
         nxt = layer_block(work, offsets, B, layer, 0)
@@ -84,7 +130,7 @@ def perturbed_tail_loss(p, pt, e, s, base0, t0, y, offsets, work, wt, bias, tmp,
 
 @nb.njit(**JIT)
 def fold_log_weight(lw, sign, e, acc, stats):
-    """Running log-sum-exp: stats = (m, Σw, Σw²) with w = e^{lw − m}; acc += sign·w·e."""
+    """Running log-sum-exp: stats[:3] = (m, Σw, Σw²) with w = e^{lw − m}; acc[:e.size] += sign·w·e."""
     if lw > stats[0]:
         scale = np.exp(stats[0] - lw)
         acc *= np.float32(scale)
@@ -95,7 +141,7 @@ def fold_log_weight(lw, sign, e, acc, stats):
     stats[1] += w
     stats[2] += w * w
     wf = np.float32(sign * w)
-    for c in range(acc.size):
+    for c in range(e.size):
         acc[c] += wf * e[c]
 
 
@@ -123,10 +169,13 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     first, last = start // per, (stop - 1) // per + 1      # noise sources to generate
     n_blocks = (last - first + IS_BLOCK - 1) // IS_BLOCK
     log_w = np.empty(stop - start)
-    stats = np.empty((IS_WAVE, 3))
-    acc = np.empty((IS_WAVE, d), dtype=np.float32)
+    # padded rows (stats: 64 bytes, acc: 16 floats more than d), so that blocks folded on
+    # two threads share no cache line; rows stay C-contiguous (a [:, :d] view would not vectorise)
+    stats = np.empty((IS_WAVE, 8))
+    acc = np.empty((IS_WAVE, d + 16), dtype=np.float32)
     total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
     pt = transposed_tail(p, offsets)
+    tr = tail_transposable(offsets)
     B, C = y.size, offsets[offsets.shape[0] - 1, 3]
     zero0 = np.zeros_like(base0)
     for wave in range(0, n_blocks, IS_WAVE):
@@ -141,10 +190,10 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
             fused = dense and per == 1
             for i in range(t, n_wave, n_threads):
                 lo = first + (wave + i) * IS_BLOCK
-                stats[i] = np.array([-np.inf, 0.0, 0.0])
+                stats[i, 0], stats[i, 1], stats[i, 2] = -np.inf, 0.0, 0.0
                 acc[i] = 0.0
                 for src in range(lo, min(lo + IS_BLOCK, last)):
-                    fill_normals(sample_key(key, src), 0, e)
+                    fill_sample_noise(sample_key(key, src), e, offsets, tr)
                     if fused:
                         dense_affine_rows(e, offsets[0, 0], offsets[0, 1], offsets[0, 3], X, kend, base0,
                                           np.float32(s), act0)
@@ -158,7 +207,7 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
                         if start <= j < stop:
                             sign = 1.0 - 2.0 * r  # +ε, then −ε for the antithetic partner
                             lw = -perturbed_tail_loss(p, pt, e, np.float32(s * sign), base0, t0, y, offsets, work,
-                                                      wt, bias, tmp, fused)
+                                                      wt, bias, tmp, fused, tr)
                             log_w[j - start] = lw
                             fold_log_weight(lw, sign, e, acc[i], stats[i])
         if d < PARALLEL_FOLD:
@@ -166,6 +215,8 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
                 fold_block(stats[i], acc[i], total, total_acc)
         else:
             fold_wave_parallel(stats, acc, n_wave, total, total_acc)
+    if tr:
+        untranspose_tail(total_acc, offsets)
     return total, total_acc, log_w
 
 
