@@ -150,6 +150,8 @@ def fold_log_weight(lw, sign, e, acc, stats):
 # bits (issue 11). A block's own sum is serial, in sample order.
 IS_BLOCK = 32   # noise sources per IS block
 IS_WAVE = 16    # IS blocks held at once before folding (bounds memory at IS_WAVE × d floats)
+WAVE_FLOATS = 1 << 20   # ... or more blocks while they hold at most this many floats (the reduced
+#                          problem's J = 10³ in one wave: one parallel launch and one fold; same bits)
 
 
 @nb.njit(**PJIT)
@@ -171,15 +173,16 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     log_w = np.empty(stop - start)
     # padded rows (stats: 64 bytes, acc: 16 floats more than d), so that blocks folded on
     # two threads share no cache line; rows stay C-contiguous (a [:, :d] view would not vectorise)
-    stats = np.empty((IS_WAVE, 8))
-    acc = np.empty((IS_WAVE, d + 16), dtype=np.float32)
+    wave_size = max(IS_WAVE, min(WAVE_FLOATS // (d + 16), n_blocks))
+    stats = np.empty((wave_size, 8))
+    acc = np.empty((wave_size, d + 16), dtype=np.float32)
     total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
     pt = transposed_tail(p, offsets)
     tr = tail_transposable(offsets)
     B, C = y.size, offsets[offsets.shape[0] - 1, 3]
     zero0 = np.zeros_like(base0)
-    for wave in range(0, n_blocks, IS_WAVE):
-        n_wave = min(IS_WAVE, n_blocks - wave)
+    for wave in range(0, n_blocks, wave_size):
+        n_wave = min(wave_size, n_blocks - wave)
         for t in nb.prange(n_threads):
             e = np.empty(d, dtype=np.float32)
             wt, bias = np.empty(scratch_size_of(offsets), dtype=np.float32), np.empty(d, dtype=np.float32)
