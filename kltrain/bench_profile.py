@@ -4,8 +4,10 @@ The reduced IS update (:func:`kltrain.projected.projected_importance_update`) is
 split into its parts, each timed alone (best of ``repeat`` after a warm-up):
 SVD/QR of the minibatch, the orthogonal draw Z, the products ŨᵀW₁ and ŨᵀZ, x → x̃,
 the IS kernel (normals + forward + weights + reduction, fused; the normals are also
-timed alone with the same generator and the rest is the difference), the posterior
-mean, and P⊥ + lift. Beside each part is a *floor*: its operation count divided by a rate
+timed alone with the same generator, as one plain fill per sample, and the rest is the
+difference: the kernel draws later layers' noise transposed, a few % slower than the
+plain fill), the posterior mean, and P⊥ + lift (the host products on one BLAS thread,
+as in the update). Beside each part is a *floor*: its operation count divided by a rate
 measured on this machine in the same run — normals per second of our counter
 generator on a large block, and GFLOP/s of a large float32 matmul. The floor
 says how fast the part could be at that rate, not that it is reachable.
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 
+from ._blas import single_blas_thread
 from .bench import best_time as _best
 from .estimators.importance import posterior_mean_from_partial
 from .kernels.counter import fill_normals, sample_key
@@ -93,6 +96,11 @@ def _counts(mb, red, samples):
 def profile_reduced_is(backend, mb, params, tau, samples, repeat=3, seed=1, rates=None) -> list[ProfilePart]:
     """Time each part of one reduced IS update of ``samples`` samples and set its floor beside it."""
     normal_rate, flop_rate = rates or (normals_per_second(repeat), matmul_flops_per_second(repeat))
+    with single_blas_thread():
+        return _profile_parts(backend, mb, params, tau, samples, repeat, seed, normal_rate, flop_rate)
+
+
+def _profile_parts(backend, mb, params, tau, samples, repeat, seed, normal_rate, flop_rate):
     red = reduce_minibatch(mb)
     W1 = red.first_layer(params)
     z = np.asarray(backend.normals(seed, [ORTHOGONAL_SAMPLE], W1.size), np.float32).reshape(W1.shape)

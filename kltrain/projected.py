@@ -140,8 +140,10 @@ def _orthogonal_scale(log_w: np.ndarray, antithetic: bool) -> float:
 def basis_coordinates(basis, *mats):
     """(Ũᵀ M for M in mats) by one float32 GEMM each (M: in×H; float32 W₁ and Z need no copy).
 
-    float32 is enough here: an error δ in ŨᵀW₁ cancels in the lift (W₁ + Ũ(c̃ − ŨᵀW₁) keeps
-    P⊥W₁ whatever ŨᵀW₁ is), and moves the reduced point by ~float32 rounding.
+    float32 is enough here. An error δ in ŨᵀW₁, used both for x̃ and in the lift, leaves
+    P⊥W₁ exact (W₁ + Ũ(c̃ − ŨᵀW₁ − δ) with c̃ built from ŨᵀW₁ + δ: δ drops out) and moves the
+    point where IS evaluates f by δ, the size of float32 rounding of x̃ itself; an error in
+    ŨᵀZ adds k·Ũδ_z to the update, k·|Z|·O(float32 ε). The update changes in its last bits.
     """
     u = np.asarray(basis, np.float32).T
     return tuple(u @ np.asarray(m, np.float32) for m in mats)
@@ -157,9 +159,10 @@ def _sum3_f32(a, k, z, b, out):
 def lift_with_noise(red, reduced, W1, coords, z, k, basis_z=None) -> np.ndarray:
     """``red.lift_projecting(reduced, W1 + k·z)`` without forming W1 + k·z (float32 out).
 
-    ``coords`` = ŨᵀW₁ as used for x̃ (its rounding then cancels), so Ũᵀ(W₁ + kz) = coords + k·Ũᵀz and
-    W₁_new = W₁ + k·z + Ũ(c̃ − coords − k·Ũᵀz): two in×r×H float32 products (``basis_z`` = Ũᵀz
-    when already computed) and one fused pass.
+    ``coords`` = ŨᵀW₁ as used for x̃ (its rounding then drops out of P⊥W₁), so Ũᵀ(W₁ + kz) =
+    coords + k·Ũᵀz and W₁_new = W₁ + k·z + Ũ(c̃ − coords − k·Ũᵀz): two in×r×H float32 products
+    (``basis_z`` = Ũᵀz when already computed) and one fused float32 pass (equal to the float64
+    form to a few float32 roundings).
     """
     head = coords.size
     if basis_z is None:

@@ -133,7 +133,7 @@ def fold_log_weight(lw, sign, e, acc, stats):
     """Running log-sum-exp: stats[:3] = (m, Σw, Σw²) with w = e^{lw − m}; acc[:e.size] += sign·w·e."""
     if lw > stats[0]:
         scale = np.exp(stats[0] - lw)
-        acc *= np.float32(scale)
+        acc[:e.size] *= np.float32(scale)   # not the padding: it may share a line with the next row
         stats[1] *= scale
         stats[2] *= scale * scale
         stats[0] = lw
@@ -149,9 +149,10 @@ def fold_log_weight(lw, sign, e, acc, stats):
 # which thread evaluates a block changes nothing, so 1, 2 or 16 threads give the same
 # bits (issue 11). A block's own sum is serial, in sample order.
 IS_BLOCK = 32   # noise sources per IS block
-IS_WAVE = 16    # IS blocks held at once before folding (bounds memory at IS_WAVE × d floats)
-WAVE_FLOATS = 1 << 20   # ... or more blocks while they hold at most this many floats (the reduced
-#                          problem's J = 10³ in one wave: one parallel launch and one fold; same bits)
+IS_WAVE = 16    # IS blocks held at once before folding: at least this many, ...
+WAVE_FLOATS = 1 << 20   # ... or more while they hold at most this many floats (memory: the larger of
+#                          IS_WAVE·(d + 16) and WAVE_FLOATS floats; the reduced problem's J = 10³ is one
+#                          wave: one parallel launch and one fold; blocks fold in order, so the same bits)
 
 
 @nb.njit(**PJIT)
