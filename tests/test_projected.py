@@ -241,12 +241,16 @@ def test_reduction_equals_the_svd_route_and_is_orthonormal(case):
     assert np.all(np.triu(red.tri, 1) == 0) and np.all(np.diag(red.tri) >= 0)
 
 
+def _reduced_case(case):
+    """(minibatch, its reduction, a generator, fan-in, H) of one of the _minibatches()."""
+    mb = _minibatches()[case]
+    fan_in, H = mb.net.layer_offsets[0][2:]
+    return mb, reduce_minibatch(mb), np.random.default_rng(case), fan_in, H
+
+
 @pytest.mark.parametrize("case", range(5))
 def test_lift_projecting_equals_perp_then_lift(case):
-    mb = _minibatches()[case]
-    red = reduce_minibatch(mb)
-    rng = np.random.default_rng(case)
-    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    mb, red, rng, fan_in, H = _reduced_case(case)
     reduced = rng.normal(size=red.minibatch.net.n_params).astype(np.float32)
     M = rng.normal(size=(fan_in, H))
     np.testing.assert_allclose(red.lift_projecting(reduced, M), red.lift(reduced, red.perp(M)), atol=1e-6)
@@ -262,10 +266,7 @@ def test_lift_projecting_equals_perp_then_lift(case):
 @pytest.mark.parametrize("case", range(5))
 def test_basis_coordinates_and_their_rounding_cancels_in_the_lift(case):
     """ŨᵀW₁ and ŨᵀZ in float32 GEMMs; an error δ in ŨᵀW₁ used for both x̃ and the lift leaves P⊥W₁ alone."""
-    mb = _minibatches()[case]
-    red = reduce_minibatch(mb)
-    rng = np.random.default_rng(case)
-    w0, b0, fan_in, H = mb.net.layer_offsets[0]
+    mb, red, rng, fan_in, H = _reduced_case(case)
     W1, z = rng.normal(size=(fan_in, H)).astype(np.float32), rng.normal(size=(fan_in, H)).astype(np.float32)
     cw, cz = basis_coordinates(red.basis, W1, z)
     np.testing.assert_allclose(cw, red.basis.T @ W1.astype(np.float64), atol=1e-5)
