@@ -265,7 +265,7 @@ def test_lift_projecting_equals_perp_then_lift(case):
 
 @pytest.mark.parametrize("case", range(5))
 def test_basis_coordinates_and_their_rounding_cancels_in_the_lift(case):
-    """ŨᵀW₁ and ŨᵀZ in float32 GEMMs; an error δ in ŨᵀW₁ used for both x̃ and the lift leaves P⊥W₁ alone."""
+    """ŨᵀW₁, ŨᵀZ by float32 GEMMs; an error δ in ŨᵀW₁ (in x̃ and in the lift) leaves P⊥W₁ alone."""
     mb, red, rng, fan_in, H = _reduced_case(case)
     W1, z = rng.normal(size=(fan_in, H)).astype(np.float32), rng.normal(size=(fan_in, H)).astype(np.float32)
     cw, cz = basis_coordinates(red.basis, W1, z)

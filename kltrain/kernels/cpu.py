@@ -69,7 +69,7 @@ def fill_sample_noise(skey, e, offsets, transposed):
 
 @nb.njit(**JIT)
 def untranspose_tail(v, offsets):
-    """Undo fill_sample_noise's layout in place: each later layer's (fan_out, fan_in) block back to (fan_in, fan_out)."""
+    """Undo fill_sample_noise's layout in place: later layers' (fan_out, fan_in) blocks back to (fan_in, fan_out)."""
     for layer in range(1, offsets.shape[0]):
         w, fi, fo = offsets[layer, 0], offsets[layer, 2], offsets[layer, 3]
         block = v[w:w + fi * fo].copy().reshape(fo, fi)
