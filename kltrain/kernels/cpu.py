@@ -172,10 +172,11 @@ def importance_partials(p, s, key, start, stop, antithetic, base0, y, indptr, id
     first, last = start // per, (stop - 1) // per + 1      # noise sources to generate
     n_blocks = (last - first + IS_BLOCK - 1) // IS_BLOCK
     log_w = np.empty(stop - start)
-    # padded rows (stats: 64 bytes, acc: 16 floats more than d), so that blocks folded on
-    # two threads share no cache line; rows stay C-contiguous (a [:, :d] view would not vectorise)
+    # padded rows (stats: 128 bytes, as numba aligns arrays to 32 only; acc: 16 floats more than d),
+    # so that blocks folded on two threads share no cache line; rows stay C-contiguous (a
+    # [:, :d] view would not vectorise)
     wave_size = max(IS_WAVE, min(WAVE_FLOATS // (d + 16), n_blocks))
-    stats = np.empty((wave_size, 8))
+    stats = np.empty((wave_size, 16))
     acc = np.empty((wave_size, d + 16), dtype=np.float32)
     total, total_acc = np.array([-np.inf, 0.0, 0.0]), np.zeros(d)
     pt = transposed_tail(p, offsets)
