@@ -61,8 +61,8 @@ class Reduction:
         return self.basis.shape[1]
 
     def _split(self, params):
-        w0, b0, fan_in, H = self.full.net.layer_offsets[0]
-        return np.asarray(params, np.float64)[w0:b0].reshape(fan_in, H), b0
+        """(W₁ as a float64 copy, where the rest of ``params`` starts)."""
+        return np.asarray(self.first_layer(params), np.float64), self.full.net.layer_offsets[0][1]
 
     def first_layer(self, params) -> np.ndarray:
         """W₁ (in×H) as a view of ``params``, in its own dtype."""

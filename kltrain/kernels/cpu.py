@@ -288,11 +288,18 @@ SERIAL_BELOW = 8 * BLOCK  # smaller updates run serially: a parallel launch per 
 
 
 @nb.njit(**JIT)
-def _langevin_block(blk, x, chain, grad, total, half, root, inv_tau, en, skey):
+def noise_block(skey, blk, n):
+    """(lo, ε[lo:hi]): noise block ``blk`` (BLOCK coordinates) of an n-vector, generated contiguously."""
     lo = blk * BLOCK
-    hi = min(lo + BLOCK, chain.size)
-    z = np.empty(hi - lo, dtype=np.float32)
+    z = np.empty(min(lo + BLOCK, n) - lo, dtype=np.float32)
     fill_normals(skey, lo, z)
+    return lo, z
+
+
+@nb.njit(**JIT)
+def _langevin_block(blk, x, chain, grad, total, half, root, inv_tau, en, skey):
+    lo, z = noise_block(skey, blk, chain.size)
+    hi = lo + z.size
     c, g, xb, tb = chain[lo:hi], grad[lo:hi], x[lo:hi], total[lo:hi]
     for k in range(hi - lo):
         c[k] += -half * (g[k] - (xb[k] - c[k]) * inv_tau) + root * z[k]

@@ -17,8 +17,8 @@ import numba as nb
 import numpy as np
 
 from .counter import fill_normals, sample_key
-from .cpu import (BLOCK, IS_BLOCK, IS_WAVE, PJIT, SERIAL_BELOW, fold_block, fold_log_weight, perturbed_tail_loss,
-                  transposed_tail, work_size_of)
+from .cpu import (BLOCK, IS_BLOCK, IS_WAVE, PJIT, SERIAL_BELOW, fold_block, fold_log_weight, noise_block,
+                  perturbed_tail_loss, transposed_tail, work_size_of)
 from .cpu_mlp import JIT, loss_and_grad, scratch_size_of, sparse_affine
 
 
@@ -97,11 +97,8 @@ def _fold_second(before, stats, acc2, total_acc2):
 @nb.njit(**JIT)
 def _preconditioned_block(blk, x, m, var, grad, s1, s2, eps, beta, skey):
     """x ← x − ε(c∘β∇f + x − m) + √(2εc)∘ξ on one block of coordinates; s1 += x − m, s2 += (x − m)²."""
-    lo = blk * BLOCK
-    hi = min(lo + BLOCK, x.size)
-    xi = np.empty(hi - lo, dtype=np.float32)
-    fill_normals(skey, lo, xi)
-    for k in range(hi - lo):
+    lo, xi = noise_block(skey, blk, x.size)
+    for k in range(xi.size):
         c = lo + k
         x[c] += -eps * (var[c] * beta * grad[c] + (x[c] - m[c])) + np.sqrt(2 * eps * var[c]) * xi[k]
         dev = np.float64(x[c]) - m[c]
