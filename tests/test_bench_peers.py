@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from kltrain import bench
+from kltrain.bench import timing as bench
 from kltrain.nets import MLP
 
 
 def test_peer_without_jax_says_how_to_install(monkeypatch):
-    import kltrain.bench_peers as peers
+    import kltrain.bench.jax_peer as peers
     monkeypatch.setattr(peers, "jax_available", lambda: False)
     net = MLP.small()
     with pytest.raises(ValueError, match=r"kltrain\[peers\]"):
@@ -24,7 +24,7 @@ def test_unknown_peer_is_refused():
 
 def test_jax_loss_matches_ours():
     jax = pytest.importorskip("jax")
-    from kltrain.bench_peers import _loss_fn
+    from kltrain.bench.jax_peer import _loss_fn
     net, rng = MLP.hidden(), np.random.default_rng(0)
     X, y = rng.random((5, 784), dtype=np.float32), rng.integers(0, 10, 5)
     params = net.init(rng)
@@ -35,7 +35,7 @@ def test_jax_loss_matches_ours():
 
 def test_jax_peers_time_the_four_updates():
     pytest.importorskip("jax")
-    from kltrain.bench_peers import PEER_ALGORITHMS, jax_updates, time_jax_peers
+    from kltrain.bench.jax_peer import PEER_ALGORITHMS, jax_updates, time_jax_peers
     net, rng = MLP.small(), np.random.default_rng(1)
     X, y, params = rng.random((4, 784), dtype=np.float32), rng.integers(0, 10, 4), net.init(0)
     eps, steps = bench._schedules(6, 2)
@@ -50,7 +50,7 @@ def test_jax_peers_time_the_four_updates():
 
 def test_bench_cli_with_jax_peer_writes_ratio(tmp_path, capsys):
     pytest.importorskip("jax")
-    from kltrain.cli import main
+    from kltrain.cli.main import main
     path = tmp_path / "bench.json"
     assert main(["bench", "--nets", "small", "--backend", "cpu", "--samples", "6", "--m", "2", "--repeat", "1",
                  "--no-reference", "--peer", "jax", "--json", str(path)]) == 0
@@ -60,8 +60,8 @@ def test_bench_cli_with_jax_peer_writes_ratio(tmp_path, capsys):
 
 
 def test_cli_peer_without_jax_is_a_user_error(monkeypatch, capsys):
-    import kltrain.bench_peers as peers
-    from kltrain.cli import main
+    import kltrain.bench.jax_peer as peers
+    from kltrain.cli.main import main
     monkeypatch.setattr(peers, "jax_available", lambda: False)
     assert main(["bench", "--nets", "small", "--peer", "jax", "--samples", "2", "--no-reference"]) == 2
     assert "kltrain[peers]" in capsys.readouterr().err

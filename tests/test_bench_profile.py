@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 
-from kltrain.bench_profile import (ProfilePart, format_part, profile_reduced_is, sweep_reduced_is,
+from kltrain.bench.profile import (ProfilePart, format_part, profile_reduced_is, sweep_reduced_is,
                                    time_normals)
-from kltrain.cli import main
+from kltrain.cli.main import main
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kltrain.cli import build_parser, main
+from kltrain.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 

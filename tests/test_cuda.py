@@ -11,7 +11,7 @@ from kltrain.estimators.importance import posterior_mean_from_partial
 from kltrain.kernels import cuda_available, get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import projected_importance_update
+from kltrain.nets.projected import projected_importance_update
 
 TOL = 5e-6
 
@@ -82,7 +82,7 @@ def test_unsupported_nets_are_refused(gpu):
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU (run with NUMBA_ENABLE_CUDASIM=0)")
 def test_gpu_matches_cpu_on_the_paper_net():
-    from kltrain.data import load_mnist
+    from kltrain.nets.data import load_mnist
     X, y, _, _ = load_mnist(quiet=True)
     net = MLP.hidden()
     mb, p = Minibatch.build(net, X[:20], y[:20]), net.init(0)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kltrain import data
-from kltrain.data import DataError, load_idx_folder, load_mnist, read_idx
+from kltrain.nets import data
+from kltrain.nets.data import DataError, load_idx_folder, load_mnist, read_idx
 
 
 def test_embedded_mnist_subset_is_stratified_and_deterministic():

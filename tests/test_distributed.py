@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from kltrain.data import load_mnist
-from kltrain.distributed import DaskBackend, connect, shard_bounds
+from kltrain.nets.data import load_mnist
+from kltrain.kernels.distributed import DaskBackend, connect, shard_bounds
 from kltrain.estimators.importance import posterior_mean_from_partial
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import projected_importance_update
-from kltrain.training import TrainConfig, load_data, train
+from kltrain.nets.projected import projected_importance_update
+from kltrain.studies.training import TrainConfig, load_data, train
 
 pytest.importorskip("dask.distributed")
 X, Y, _, _ = load_mnist(quiet=True)

@@ -7,7 +7,7 @@ import kltrain
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
 from kltrain.fastpath import FastPaths, fast_path
 from kltrain.kernels.numpy_backend import NetLoss
-from kltrain.netloss import MinibatchLoss
+from kltrain.nets.netloss import MinibatchLoss
 from kltrain.nets import MLP
 from toyproblems import Quadratic
 

@@ -1,4 +1,4 @@
-"""The flatness measures (kltrain.flatness) against closed forms on quadratics, with negative controls.
+"""The flatness measures (kltrain.studies.flatness) against closed forms on quadratics, with negative controls.
 
 Quadratic f(x) = ½(x − m)ᵀA(x − m): tr ∇²f = tr A; F_τ(x) = ½ log|I + τA| + ½(x−m)ᵀA(I+τA)⁻¹(x−m)
 (toyproblems.losses.Quadratic.local_entropy); max_{‖δ‖≤ρ} f(x+δ) − f(x) solves a trust-region
@@ -9,9 +9,9 @@ K_SIGMA standard errors; each control must lie outside that band.
 import numpy as np
 import pytest
 
-from kltrain.flatness import (ReducedPerturbation, hessian_trace, local_entropy_is, output_layer_trace,
+from kltrain.studies.flatness import (ReducedPerturbation, hessian_trace, local_entropy_is, output_layer_trace,
                               sharpness, weight_noise_accuracy)
-from kltrain.netloss import MinibatchLoss
+from kltrain.nets.netloss import MinibatchLoss
 from kltrain.nets import MLP
 from toyproblems.losses import Quadratic
 from validation.statistics import K_SIGMA

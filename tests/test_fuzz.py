@@ -16,7 +16,7 @@ import kltrain
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
 from kltrain.losses import FunctionLoss
 from kltrain.nets import MLP
-from kltrain.training import TrainConfig
+from kltrain.studies.training import TrainConfig
 from toyproblems import Quadratic
 
 DOCUMENTED = (ValueError, TypeError, FloatingPointError, ConnectionError)

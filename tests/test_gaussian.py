@@ -341,7 +341,7 @@ def test_validation_errors():
 
 
 # -- sampled versions (diagonal covariance, counter-based noise) --------------------------------
-from kltrain.gaussian_sampling import (DiagonalGaussianRule, GaussianIS,  # noqa: E402
+from kltrain.gaussian.sampling import (DiagonalGaussianRule, GaussianIS,  # noqa: E402
                                        GaussianRobbinsMonro, GaussianSGLD)
 from kltrain.noise import counter_normals  # noqa: E402
 from kltrain.schemes import run  # noqa: E402
@@ -425,8 +425,8 @@ def test_covariance_figure_draws_one_ellipse_per_iterate():
 
 
 def test_damped_covariance_rate_and_train_config():
-    from kltrain.gaussian_sampling import train_config
-    from kltrain.training import TrainConfig
+    from kltrain.studies.config import train_config
+    from kltrain.studies.training import TrainConfig
 
     full = DiagonalGaussianRule(0.3, GaussianIS(200), cov_rate=1.0)
     half = DiagonalGaussianRule(0.3, GaussianIS(200), cov_rate=0.5)

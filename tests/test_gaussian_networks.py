@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from kltrain.gaussian_sampling import DiagonalGaussianRule, GaussianIS
+from kltrain.gaussian.sampling import DiagonalGaussianRule, GaussianIS
 from kltrain.kernels import cpu_backend, numpy_backend
 from kltrain.kernels.numpy_backend import NetLoss
-from kltrain.netloss import MinibatchLoss
+from kltrain.nets.netloss import MinibatchLoss
 from kltrain.nets import MLP
-from kltrain.training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data, train
+from kltrain.studies.training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data, train
 
 
 def _minibatch(sizes=(784, 6, 10), seed=0):

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from kltrain.distributed import DaskBackend, bounded, connect
+from kltrain.kernels.distributed import DaskBackend, bounded, connect
 
 pytest.importorskip("dask.distributed")
 

@@ -8,9 +8,9 @@ import pytest
 import kltrain
 from kltrain.estimators import ImportanceSampling, RobbinsMonro
 from kltrain.losses import FunctionLoss
-from kltrain.netloss import MinibatchLoss
+from kltrain.nets.netloss import MinibatchLoss
 from kltrain.nets import MLP
-from kltrain.training import TrainConfig, TrainResult
+from kltrain.studies.training import TrainConfig, TrainResult
 
 BOWL = FunctionLoss(lambda x: float(x @ x), lambda x: 2 * x, dim=2)
 

@@ -161,7 +161,7 @@ def test_dense_and_csr_first_layers_give_the_same_partials(case, seed, antitheti
 @given(st.integers(0, 2 ** 16), st.booleans())
 def test_reduced_minibatch_takes_the_dense_path_and_matches_the_reference(seed, antithetic):
     from kltrain.kernels.cpu_backend import _dense_rows
-    from kltrain.projected import reduce_minibatch
+    from kltrain.nets.projected import reduce_minibatch
     rng = np.random.default_rng(seed)
     net = MLP((30, 5, 3))
     X = rng.random((6, 30)) * (rng.random((6, 30)) < 0.3)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import kltrain
-from kltrain.data import load_mnist
+from kltrain.nets.data import load_mnist
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
-from kltrain.netloss import MinibatchLoss, TrainingSet
+from kltrain.nets.netloss import MinibatchLoss, TrainingSet
 from kltrain.nets import MLP
 
 X_TRAIN, Y_TRAIN, _, _ = load_mnist(quiet=True)

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 
 import kltrain
-from kltrain.data import DataError, load_idx_folder, load_mnist
+from kltrain.nets.data import DataError, load_idx_folder, load_mnist
 from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
 from kltrain.estimators.importance import check_log_weights
-from kltrain.experiments import EXPERIMENTS, quick_config, ran_label
+from kltrain.studies.experiments import EXPERIMENTS, quick_config, ran_label
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.losses import FunctionLoss
-from kltrain.netloss import TrainingSet
+from kltrain.nets.netloss import TrainingSet
 from kltrain.nets import MLP
 from kltrain.regularized import heat_regularization_grad
-from kltrain.training import TrainConfig, train
+from kltrain.studies.training import TrainConfig, train
 from toyproblems import GaussianMixtureLoss
 
 BOWL = GaussianMixtureLoss(weights=[1.0], means=[np.zeros(2)], covs=[0.1 * np.eye(2)])

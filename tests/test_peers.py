@@ -1,4 +1,4 @@
-"""Entropy-SGD and SAM (kltrain.peers) against one step computed by hand, in plain NumPy, on a tiny net.
+"""Entropy-SGD and SAM (kltrain.studies.peers) against one step computed by hand, in plain NumPy, on a tiny net.
 
 The oracle re-implements the tiny net's loss and gradient (not MLP.loss_and_grad),
 the update formulas (Chaudhari et al. 2017 Alg. 1 / optim.py; Foret et al. 2021 eqs. 2–3)
@@ -9,11 +9,11 @@ Each test also checks a negative control: a deliberately wrong hand step must *n
 import numpy as np
 import pytest
 
-from kltrain.netloss import MinibatchLoss, TrainingSet
+from kltrain.nets.netloss import MinibatchLoss, TrainingSet
 from kltrain.nets import MLP
 from kltrain.noise import counter_normals, draw_seed
-from kltrain.peers import SAM, EntropySGD, EntropySGDState
-from kltrain.training import TrainConfig
+from kltrain.studies.peers import SAM, EntropySGD, EntropySGDState
+from kltrain.studies.training import TrainConfig
 
 SIZES = (5, 4, 3)
 
@@ -141,7 +141,7 @@ def test_training_config_selects_the_peers(algo, label):
 
 
 def test_peers_share_the_initialisation_and_minibatches_and_learn():
-    from kltrain.training import load_data, train
+    from kltrain.studies.training import load_data, train
     data = load_data(TrainConfig("sgd", n_test=300))
     runs = {algo: train(TrainConfig(algo, n_updates=n, eval_every=n, n_test=300, backend="cpu"), data=data,
                         progress=False) for algo, n in (("sgd", 2), ("entropy-sgd", 10), ("sam", 40))}

@@ -1,4 +1,4 @@
-"""Exact-in-distribution updates in reduced coordinates (kltrain.projected).
+"""Exact-in-distribution updates in reduced coordinates (kltrain.nets.projected).
 
 Each projected update must have the distribution of the paper's per-sample
 update: two-sample KS tests over many seeds on coordinates and on projections
@@ -14,7 +14,7 @@ from kltrain.estimators.importance import posterior_mean_from_partial, proposal_
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import (basis_coordinates, lift_with_noise, ou_moments, projected_importance_update,
+from kltrain.nets.projected import (basis_coordinates, lift_with_noise, ou_moments, projected_importance_update,
                                projected_robbins_monro, projected_sgld_chain, reduce_minibatch)
 
 CPU = get_backend("cpu")
@@ -99,7 +99,7 @@ def test_negative_control_wrong_antithetic_variance_is_detected():
     At τ = 0.2 the loss is nearly linear over the noise, the pair weights are strongly
     related, and the wrong scale is ~3× the right one.
     """
-    import kltrain.projected as P
+    import kltrain.nets.projected as P
     mb, params = _problem()
     right = _is_per_sample(mb, params, antithetic=True, tau=0.2)
     original = P._orthogonal_scale

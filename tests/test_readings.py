@@ -1,4 +1,4 @@
-"""Each reading of Table 6.1 (kltrain.readings) changes what it says, and only that, on a tiny net."""
+"""Each reading of Table 6.1 (kltrain.studies.readings) changes what it says, and only that, on a tiny net."""
 
 import json
 from dataclasses import replace
@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import kltrain.readings as R
-from kltrain.estimators import SGLD, ImportanceSampling, RobbinsMonro
+import kltrain.studies.readings as R
+import kltrain.studies.readings_study as S
+from kltrain.estimators import ImportanceSampling, RobbinsMonro
 from kltrain.estimators.sgld import sgld_chain
 from kltrain.kernels import numpy_backend as REF
 from kltrain.kernels.layout import Minibatch
-from kltrain.netloss import MinibatchLoss, TrainingSet
+from kltrain.nets.netloss import MinibatchLoss, TrainingSet
 from kltrain.nets import MLP
-from kltrain.readings import READINGS, Reading
-from kltrain.training import TrainConfig, load_data, train
+from kltrain.studies.readings import READINGS, Reading
+from kltrain.studies.training import TrainConfig, load_data, train
 
 NET = MLP((30, 8, 4))
 RNG = np.random.default_rng(0)
@@ -190,8 +191,8 @@ def test_readings_are_validated_and_change_only_their_fields():
 
 
 def test_quick_study_writes_per_run_json_and_resumes(tmp_path, monkeypatch):
-    study = R.StudyConfig(seeds=1, readings=("printed", "cold-chain"), beta_grid=(), quick=True)
-    summary = R.run_study(study, out=tmp_path, printer=lambda *_: None)
+    study = S.StudyConfig(seeds=1, readings=("printed", "cold-chain"), beta_grid=(), quick=True)
+    summary = S.run_study(study, out=tmp_path, printer=lambda *_: None)
     folder = tmp_path / "table-6.1-readings-quick"        # a quick study never writes over a full one
     runs = sorted((folder / "runs").glob("*.json"))
     assert len(runs) == 5                                   # cold-chain shares SGD, IS, HR with printed
@@ -199,8 +200,8 @@ def test_quick_study_writes_per_run_json_and_resumes(tmp_path, monkeypatch):
     assert [e["reading"] for e in on_disk] == ["printed", "cold-chain"]
     assert set(on_disk[0]) >= {"reading", "rmse", "ordering_matches", "cells"}
     assert all(len(c) == 5 for c in on_disk[0]["cells"].values())
-    monkeypatch.setattr(R, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
-    assert R.run_study(study, out=tmp_path, printer=lambda *_: None)[0]["cells"] == summary[0]["cells"]
+    monkeypatch.setattr(S, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    assert S.run_study(study, out=tmp_path, printer=lambda *_: None)[0]["cells"] == summary[0]["cells"]
     assert (folder / "table-6.1-readings.png").stat().st_size > 0
 
 
@@ -237,11 +238,11 @@ def test_fresh_robbins_monro_generic_path_reaches_the_exact_prox():
 
 
 def test_stored_only_summarizes_the_seeds_stored_for_every_algorithm(tmp_path, monkeypatch):
-    study = R.StudyConfig(seeds=1, readings=("printed",), beta_grid=(), quick=True)
-    R.run_study(study, out=tmp_path, printer=lambda *_: None)
-    monkeypatch.setattr(R, "train", lambda *a, **k: pytest.fail("stored_only trained a run"))
+    study = S.StudyConfig(seeds=1, readings=("printed",), beta_grid=(), quick=True)
+    S.run_study(study, out=tmp_path, printer=lambda *_: None)
+    monkeypatch.setattr(S, "train", lambda *a, **k: pytest.fail("stored_only trained a run"))
     lines = []
-    summary = R.run_study(replace(study, seeds=3, readings=("printed", "tf-init"), stored_only=True), out=tmp_path,
+    summary = S.run_study(replace(study, seeds=3, readings=("printed", "tf-init"), stored_only=True), out=tmp_path,
                           printer=lines.append)
     assert [e["reading"] for e in summary] == ["printed"] and summary[0]["seeds"] == 1
     assert any("tf-init" in line and "skipped" in line for line in lines)

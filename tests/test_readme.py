@@ -46,7 +46,7 @@ def check_command(cmd: str) -> None:
     import importlib.util
     import shlex
 
-    from kltrain.cli import build_parser
+    from kltrain.cli.main import build_parser
 
     argv = shlex.split(cmd)
     if argv[0] == "kltrain":

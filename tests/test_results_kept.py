@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-import kltrain.training as training
+import kltrain.studies.training as training
 from kltrain._io import atomic_write_json
-from kltrain.cli import main
-from kltrain.experiments import EXPERIMENTS, Experiment, run_experiment
-from kltrain.training import TrainConfig
+from kltrain.cli.main import main
+from kltrain.studies.experiments import EXPERIMENTS, Experiment, run_experiment
+from kltrain.studies.training import TrainConfig
 
 SMALL = ["train", "--algo", "sgd", "--net", "small", "--eval-every", "5", "--no-progress"]
 
@@ -82,7 +82,7 @@ def tiny(monkeypatch):
     monkeypatch.setitem(EXPERIMENTS, "tiny", Experiment("tiny", "tiny", 1, {"SGD": cfg}))
     runs = []
     real = training.train
-    monkeypatch.setattr("kltrain.experiments.train", lambda c, **kw: runs.append(c) or real(c, **kw))
+    monkeypatch.setattr("kltrain.studies.experiments.train", lambda c, **kw: runs.append(c) or real(c, **kw))
     return runs
 
 

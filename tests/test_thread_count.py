@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import hashlib, sys
 import numpy as np
-from kltrain.data import load_mnist
+from kltrain.nets.data import load_mnist
 from kltrain.kernels import get_backend
 from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
-from kltrain.projected import projected_importance_update, projected_robbins_monro
-from kltrain.training import TrainConfig, load_data, train
+from kltrain.nets.projected import projected_importance_update, projected_robbins_monro
+from kltrain.studies.training import TrainConfig, load_data, train
 seed = int(sys.argv[1])
 X, y, _, _ = load_mnist(quiet=True)
 net, cpu = MLP.small(), get_backend("cpu")

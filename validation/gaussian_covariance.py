@@ -4,10 +4,10 @@
     python -m validation.gaussian_covariance collect kltrain-results         # → validation/data/...json
     python -m validation.gaussian_covariance show                            # the section alone
 
-The runs are the experiment ``gaussian-covariance`` of :mod:`kltrain.experiments`: IS with
+The runs are the experiment ``gaussian-covariance`` of :mod:`kltrain.studies.experiments`: IS with
 J = 10³ for 500 updates on both nets, with τ fixed at 0.01 or 1.5, scoped 1.5 → 0.01 by
 Fig 6.5's schedule τ(k) = 1.5/1.01^k, or with a learned diagonal (or isotropic) covariance
-from C₀ = τI (:class:`kltrain.training.CovarianceTrainConfig`). ``collect`` keeps, per run,
+from C₀ = τI (:class:`kltrain.studies.training.CovarianceTrainConfig`). ``collect`` keeps, per run,
 the accuracy curve and the run's effective τ — the mean of the learned variances — so the
 stored file is small; :func:`gaussian_covariance_section` renders it in the report's
 ``--full`` mode, with a reading computed from the numbers.
@@ -37,7 +37,7 @@ def collect(folder, path=DATA, measure_ess=True) -> dict:
     import platform
 
     from kltrain._io import atomic_write_json
-    from kltrain.experiments import EXPERIMENTS, _slug, experiment_folder
+    from kltrain.studies.experiments import EXPERIMENTS, _slug, experiment_folder
 
     from .flatness import _cpu_name
     exp = EXPERIMENTS["gaussian-covariance"]
@@ -66,7 +66,7 @@ def flat_loss_null(n_updates=500, n_coords=500, seed=0) -> dict:
     so the exact scheme keeps C): what the estimators' own bias does. IS at full ESS: closed form
     (1 − 1/J)^k. C-SGLD: the reference chain's recursion with ∇f = 0, simulated on ``n_coords``
     independent coordinates, from C₀ = 0.01 and 1.5."""
-    from kltrain.gaussian_sampling import GaussianSGLD
+    from kltrain.gaussian.sampling import GaussianSGLD
     chain = GaussianSGLD()
     rng = np.random.default_rng(seed)
     out = {"IS (1 - 1/J)^k, J = 1000": (1 - 1 / 1000) ** n_updates}
@@ -86,13 +86,13 @@ def flat_loss_null(n_updates=500, n_coords=500, seed=0) -> dict:
 def first_update_ess(seeds=range(5), taus=(0.01, 1.5), samples=1000) -> dict:
     """ESS of IS's first update, {net: {τ: [ESS per seed]}}, at the runs' own init and first minibatch.
 
-    Reproduces :func:`kltrain.training.train`'s seeding (init, data and noise streams from
+    Reproduces :func:`kltrain.studies.training.train`'s seeding (init, data and noise streams from
     SeedSequence(seed)); the proposal is N(x₀, τI), as in every row's first update.
     """
-    from kltrain.gaussian_sampling import GaussianIS
-    from kltrain.netloss import TrainingSet
+    from kltrain.gaussian.sampling import GaussianIS
+    from kltrain.nets.netloss import TrainingSet
     from kltrain.noise import draw_seed
-    from kltrain.training import NETS as NET_MAKERS, TrainConfig, load_data
+    from kltrain.studies.training import NETS as NET_MAKERS, TrainConfig, load_data
     X, y, _, _ = load_data(TrainConfig("sgd"))
     out: dict = {}
     for net_key, name in (("small", NETS[0]), ("hidden", NETS[1])):

@@ -71,7 +71,7 @@ def profile_projected_is(quick=False, n_samples=1000, repeat=20) -> dict:
 
     from kltrain.estimators.importance import posterior_mean_from_partial
     from kltrain.kernels import get_backend
-    from kltrain.projected import ORTHOGONAL_SAMPLE, _gaussian_rows, reduce_minibatch
+    from kltrain.nets.projected import ORTHOGONAL_SAMPLE, _gaussian_rows, reduce_minibatch
     gpu = get_backend("cuda")
     net, mb, p = _problem(quick)
     best = {}
@@ -96,7 +96,7 @@ def profile_projected_is(quick=False, n_samples=1000, repeat=20) -> dict:
 
 
 def _problem(quick):
-    from kltrain.data import load_mnist
+    from kltrain.nets.data import load_mnist
     from kltrain.kernels.layout import Minibatch
     from kltrain.nets import MLP
     X, y, _, _ = load_mnist(quiet=True)
@@ -110,7 +110,7 @@ PARITY_TOLERANCE = 1e-5  # relative, float32 kernels on the same noise (issue 13
 def parity(quick=False) -> dict:
     """Largest |GPU − CPU| of each quantity on the same noise."""
     from kltrain.kernels import get_backend
-    from kltrain.projected import projected_importance_update
+    from kltrain.nets.projected import projected_importance_update
     gpu, cpu = get_backend("cuda"), get_backend("cpu")
     net, mb, p = _problem(quick)
     J, tau = (32 if quick else 256), 0.01
@@ -174,9 +174,9 @@ def peer_available() -> str | None:
 
 
 def benchmark(quick=False, peer=True, per_sample=True) -> list[dict]:
-    from kltrain.bench import best_time
+    from kltrain.bench.timing import best_time
     from kltrain.kernels import get_backend
-    from kltrain.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
+    from kltrain.nets.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
     gpu = get_backend("cuda")
     net, mb, p = _problem(quick)
     tau = 0.01
@@ -215,8 +215,8 @@ def sweep(out: Path, seeds: int, quick=False, first_seed=0) -> dict:
     still holds every J for its first seeds. Rewrites ``out/is-sweep-summary.json`` after every run."""
     from dataclasses import replace
 
-    from kltrain.experiments import EXPERIMENTS, _slug, quick_config
-    from kltrain.training import load_data, train
+    from kltrain.studies.experiments import EXPERIMENTS, _slug, quick_config
+    from kltrain.studies.training import load_data, train
     configs = EXPERIMENTS["is-sweep"].configs
     runs_dir = out / "is-sweep-runs"
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ echo "== 4. achieved occupancy (Nsight Compute)"
 cat > /tmp/ncu_driver.py <<'EOF'
 from validation.gpu import _problem
 from kltrain.kernels import get_backend
-from kltrain.projected import projected_importance_update
+from kltrain.nets.projected import projected_importance_update
 gpu = get_backend("cuda")
 net, mb, p = _problem(False)
 projected_importance_update(gpu, mb, p, 0.01, 1, 1000)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kltrain.bench import markdown_table, run_bench
-from kltrain.experiments import EXPERIMENTS, PAPER_TABLE_6_1, run_experiment, table_6_1
+from kltrain.bench.timing import markdown_table, run_bench
+from kltrain.studies.experiments import EXPERIMENTS, PAPER_TABLE_6_1, run_experiment, table_6_1
 
 from .report import CheckResult
 
@@ -63,7 +63,7 @@ READINGS_CONCLUSION = DATA / "table-6.1-readings-conclusion.md"
 
 def readings_section(report) -> None:
     """The stored falsification study (``kltrain reproduce table-6.1-readings``): RMSE table, figure, conclusion."""
-    from kltrain.readings import table_markdown
+    from kltrain.studies.readings_study import table_markdown
     if not READINGS_DATA.exists():
         report.add_section("Table 6.1: which reading of the paper reproduces it?", "No stored study data.")
         return
@@ -99,7 +99,7 @@ def table_6_2_section(report, nets=("hidden",), quick=False) -> None:
         "Table 6.2: seconds per parameter update",
         "Best of repeated runs after warm-up, beside the paper's Table 6.2 (TensorFlow, 784–200–10) and a "
         "straightforward NumPy implementation timed in the same run. IS, SGLD and HR use the "
-        "exact-in-distribution reduced updates (`kltrain.projected`); the per-sample rows draw every "
+        "exact-in-distribution reduced updates (`kltrain.nets.projected`); the per-sample rows draw every "
         "noise vector in full.\n\n" + markdown_table(records))
 
 

@@ -26,23 +26,13 @@ from typing import Any, ClassVar, Iterable, NamedTuple
 import numpy as np
 
 from .._checks import check_count
-from ..fastpath import fast_path
+from ..fastpath import ISPartial, fast_path
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
-MAX_SAMPLES = 2 ** 32 - 2  # sample indices wrap at 2³²; 2³² − 1 and − 2 are kltrain.projected's extra draws
+MAX_SAMPLES = 2 ** 32 - 2  # sample indices wrap at 2³²; 2³² − 1 and − 2 are kltrain.nets.projected's extra draws
 CHUNK = 4096           # samples evaluated per batch by the reference path ...
 CHUNK_VALUES = 2 ** 22  # ... and at most this many noise numbers (4M float64 = 32 MB)
-
-
-class ISPartial(NamedTuple):
-    """Log-space sufficient statistics of importance weights over a shard of samples."""
-
-    log_scale: float        # m = max_j log w_j over the shard
-    sum_w: float            # Σ_j e^{log w_j − m}
-    sum_w2: float           # Σ_j e^{2(log w_j − m)}
-    sum_w_eps: np.ndarray   # Σ_j e^{log w_j − m} ε_j, shape (d,)
-    n: int                  # number of samples
 
 
 class ISInfo(NamedTuple):

@@ -1,4 +1,4 @@
-"""numba CPU kernels for :class:`kltrain.gaussian_sampling.GaussianIS` and ``GaussianSGLD`` on an MLP minibatch.
+"""numba CPU kernels for :class:`kltrain.gaussian.sampling.GaussianIS` and ``GaussianSGLD`` on an MLP minibatch.
 
 Importance sampling of q ∝ e^{−βf} N(m, diag c) with the proposal N(m, diag c): sample j is
 x_j = m + u_j, u_j = √c ∘ ε_j, with ε_j regenerated from (seed, j) exactly as the NumPy

@@ -1,6 +1,6 @@
 """MLP forward/backward primitives in numba, on flat float32 parameter vectors.
 
-They mirror :class:`kltrain.nets.MLP` (same layout, same ReLU/softmax) and are
+They mirror :class:`kltrain.nets.mlp.MLP` (same layout, same ReLU/softmax) and are
 checked against it. ``offsets[l] = (weights start, bias start, fan_in, fan_out)``;
 the first layer reads the minibatch in CSR form (``indptr, idx, val``) and
 skips zero pixels. No BLAS: OpenBLAS's own threads fought numba's on 2 cores

@@ -165,7 +165,7 @@ def self_check() -> None:
     :data:`SELF_CHECK_TOLERANCE` (relative to its scale); numba's own error if a kernel does not
     compile or launch. ``backend="auto"`` calls this once before it picks the GPU.
     """
-    from ..nets import MLP
+    from ..nets.mlp import MLP
     from . import cpu_backend as cpu
     from .layout import Minibatch
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..nets import MLP
+from ..nets.mlp import MLP
 
 
 @dataclass(frozen=True, eq=False)

@@ -66,7 +66,7 @@ def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
 
 def diagonal_importance_moments(mb, params, var, seed, n_samples, scale=1.0):
     """GaussianIS's NumPy reference on β·f: (mean, diagonal variances, ESS)."""
-    from ..gaussian_sampling import GaussianIS
+    from ..gaussian.sampling import GaussianIS
     mean, var, info = GaussianIS(n_samples).reference_estimate(seed, NetLoss(mb, scale), np.asarray(params, np.float64),
                                                                 np.asarray(var, np.float64))
     return mean, var, info.ess
@@ -74,7 +74,7 @@ def diagonal_importance_moments(mb, params, var, seed, n_samples, scale=1.0):
 
 def diagonal_sgld_moments(mb, params, var, seed, n_steps, step, scale=1.0):
     """GaussianSGLD's NumPy reference on β·f: the chain's (mean, diagonal variances)."""
-    from ..gaussian_sampling import GaussianSGLD
+    from ..gaussian.sampling import GaussianSGLD
     mean, var, _ = GaussianSGLD(n_steps, step).reference_estimate(seed, NetLoss(mb, scale),
                                                                   np.asarray(params, np.float64),
                                                                   np.asarray(var, np.float64))

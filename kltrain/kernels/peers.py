@@ -1,4 +1,4 @@
-"""numba kernel of Entropy-SGD's inner SGLD step (kltrain.peers): one fused pass over the parameters.
+"""numba kernel of Entropy-SGD's inner SGLD step (kltrain.studies.peers): one fused pass over the parameters.
 
 Per inner step the NumPy form reads and writes five d-vectors in about eight
 passes and draws d normals with the global-state generator (≈ 1.5 ms for

@@ -13,8 +13,8 @@ printed (Langevin noise N(0, ε_j), temperature T = 1); the rows "SGLD, T=1e-4" 
 different algorithm kept for comparison: at temperature 10⁻⁴ the chain concentrates on
 the mode of q_{x,τ}, so Algorithm 1 becomes a proximal-point step on f (see
 :class:`kltrain.estimators.SGLD`). The paper never uses a temperature. How Table 6.1's
-gaps do or do not close under readings of the paper's code is :mod:`kltrain.readings`.
-Entropy-SGD and SAM (:mod:`kltrain.peers`) are peers, not the paper's algorithms.
+gaps do or do not close under readings of the paper's code is :mod:`kltrain.studies.readings`.
+Entropy-SGD and SAM (:mod:`kltrain.studies.peers`) are peers, not the paper's algorithms.
 ``quick=True`` shrinks every run for CI (40 updates, 1/30 of the samples) and writes
 under ``out/name-quick/``, never over a full run.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
 from .training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data, train
 
 CHECKPOINTS = (100, 200, 300, 400, 500)
@@ -126,7 +126,7 @@ def _gaussian_covariance():
     """Issue 16: IS with a learned diagonal (or isotropic) covariance beside fixed τ and τ scoping.
 
     Both nets, IS with J = 10³, 500 updates. Fixed-τ and scoped rows are the paper's Algorithm 1
-    (reduced updates); learned-C rows are :class:`kltrain.training.CovarianceTrainConfig` from
+    (reduced updates); learned-C rows are :class:`kltrain.studies.training.CovarianceTrainConfig` from
     C₀ = τI (per-sample noise). Fig 6.5's own schedule (SGLD, τ: 1.5→0.01) is a reference row.
     """
     configs = {}

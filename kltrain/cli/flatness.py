@@ -1,4 +1,4 @@
-"""``kltrain flatness RUN.json [...]``: the measures of :mod:`kltrain.flatness` at a run's final weights.
+"""``kltrain flatness RUN.json [...]``: the measures of :mod:`kltrain.studies.flatness` at a run's final weights.
 
 A run is the JSON that ``kltrain train`` writes; its weights are read from
 ``<stem>.params.npy`` beside it (written by ``kltrain train``) or, when absent,
@@ -15,7 +15,7 @@ import numpy as np
 
 
 def add_arguments(parser) -> None:
-    from .flatness import FlatnessConfig
+    from ..studies.flatness import FlatnessConfig
     d = FlatnessConfig()
     parser.add_argument("runs", nargs="+", metavar="RUN.json", help="run files written by `kltrain train`")
     parser.add_argument("--taus", default=",".join(map(repr, d.taus)), help="τ values of F_τ")
@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
 
 def load_run(path):
     """(TrainConfig, final weights) of a run file; retrains when no weights file lies beside it."""
-    from .training import TrainConfig, train
+    from ..studies.training import TrainConfig, train
     path = Path(path)
     raw = json.loads(path.read_text())["config"]
     known = {f.name for f in fields(TrainConfig)}
@@ -44,8 +44,8 @@ def load_run(path):
 
 
 def run_flatness(args) -> int:
-    from .flatness import FlatnessConfig, ReducedPerturbation, measure
-    from .training import NETS, load_data
+    from ..studies.flatness import FlatnessConfig, ReducedPerturbation, measure
+    from ..studies.training import NETS, load_data
     cfg = FlatnessConfig(taus=_floats(args.taus), le_samples=args.samples, rho=args.rho,
                          ascent_steps=args.ascent_steps, hessian_probes=args.probes, sigmas=_floats(args.sigmas),
                          noise_draws=args.draws, seed=args.seed)

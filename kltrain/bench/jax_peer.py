@@ -1,7 +1,7 @@
 """JAX-on-CPU peers of the bench updates, timed in the same run as ours (``kltrain bench --peer jax``).
 
 Each peer is what a researcher would write in JAX: the MLP loss of
-:class:`kltrain.nets.MLP` on the same flat parameter vector, ``jax.jit``,
+:class:`kltrain.nets.mlp.MLP` on the same flat parameter vector, ``jax.jit``,
 ``jax.vmap`` over the J perturbed parameter vectors, noise from ``jax.random``.
 The timed quantity is the wall time of one jitted update, blocked until ready
 (best of ``repeat`` after a warm-up call that compiles it). JAX is optional

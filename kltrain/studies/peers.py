@@ -46,9 +46,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_count, check_finite_values, check_positive
-from .kernels.peers import esgd_inner_step
-from .noise import draw_seed, stream_key
+from .._checks import check_count, check_finite_values, check_positive
+from ..kernels.peers import esgd_inner_step
+from ..noise import draw_seed, stream_key
 
 
 def _check_unit(value, name, *, closed=False):

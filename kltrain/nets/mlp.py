@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_generator, check_count
+from .._checks import as_generator, check_count
 
 SMALL = (784, 10)
 HIDDEN = (784, 200, 10)

@@ -6,7 +6,7 @@ loss, so ``kltrain.posterior_mean(loss, x, tau, estimator=...)`` works on it.
 It also offers every fast path of :class:`kltrain.fastpath.FastPaths` —
 ``importance_partial`` (Alg. 4), ``sgld_chain`` (Alg. 3), ``robbins_monro``
 (Alg. 5), and their exact-in-distribution ``projected_*`` versions
-(:mod:`kltrain.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
+(:mod:`kltrain.nets.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
 
 ``TrainingSet(net, X, y, batch_size)`` draws minibatch losses; a loss drawn
 from it can ``resample(rng)`` (the ``fresh_minibatch`` option of SGLD and Robbins–Monro).
@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._checks import as_generator, check_count, check_labelled
-from ._types import RngLike
-from .kernels import get_backend, resolve
-from .kernels.layout import Minibatch
-from .estimators.importance import rescaled_partial
-from .nets import MLP
+from .._checks import as_generator, check_count, check_labelled
+from .._types import RngLike
+from ..kernels import get_backend, resolve
+from ..kernels.layout import Minibatch
+from ..estimators.importance import rescaled_partial
+from .mlp import MLP
 from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
 
@@ -97,7 +97,7 @@ class MinibatchLoss:
 
     def _diagonal_kernel(self, name):
         """The backend's learned-covariance kernel; a backend without one (CUDA, Dask) uses the CPU kernel."""
-        from .kernels import cpu_backend
+        from ..kernels import cpu_backend
         return getattr(self.backend, name, None) or getattr(cpu_backend, name)
 
     def projected_importance_update(self, x, tau, seed, n_samples, antithetic):

@@ -1,4 +1,4 @@
-"""Exact Gaussian integrals behind :mod:`kltrain.gaussian` (closed forms and grid quadrature).
+"""Exact Gaussian integrals behind :mod:`kltrain.gaussian.schemes` (closed forms and grid quadrature).
 
 Two quantities, for a Gaussian N(m, C) with a *full* covariance:
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._logspace import logsumexp
-from .losses import loss_values
+from .._logspace import logsumexp
+from ..losses import loss_values
 
 LOG_2PI = np.log(2 * np.pi)
 

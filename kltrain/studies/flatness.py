@@ -7,7 +7,7 @@
   *reduced coordinates*: with X = V S Uᵀ (rank r) the first layer sees the noise Ξ₁
   only through X Ξ₁ = (V_r S_r)(U_rᵀ Ξ₁), and U_rᵀ Ξ₁ ∼ N(0, I_{r×H}) exactly, so one
   sample costs N·r·H instead of N·in·H and draws r·H normals instead of in·H
-  (the idea of :mod:`kltrain.projected`, for a fixed data set).
+  (the idea of :mod:`kltrain.nets.projected`, for a fixed data set).
 - :func:`sharpness` — max_{‖δ‖≤ρ} f(x+δ) − f(x) by projected normalised gradient ascent
   (Foret et al. 2021, eq. 1, ρ = 0.05; Keskar et al. 2017 measure the same in a box).
 - :func:`hessian_trace` — Hutchinson's estimator tr H = E[vᵀHv], v Rademacher, with
@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import as_generator, check_count, check_positive, check_tau
-from ._logspace import logsumexp
-from .losses import loss_values
-from .nets import MLP, softmax_cross_entropy
+from .._checks import as_generator, check_count, check_positive, check_tau
+from .._logspace import logsumexp
+from ..losses import loss_values
+from ..nets.mlp import MLP, softmax_cross_entropy
 
 
 class Estimate(NamedTuple):
@@ -243,7 +243,7 @@ def measure(net: MLP, x, train, test, config: FlatnessConfig = FlatnessConfig(),
     so differences between methods are not differences of noise draws. ``reduced``
     reuses the SVD of the training set across runs (≈ 3 s for 4,000 × 784).
     """
-    from .netloss import MinibatchLoss
+    from ..nets.netloss import MinibatchLoss
     x = np.asarray(x, dtype=np.float32)
     full = MinibatchLoss(net, *train, backend=backend)           # f on the whole training set
     le_ss, sh_ss, h_ss, wn_ss = np.random.SeedSequence(config.seed).spawn(4)

@@ -5,7 +5,7 @@ produce an estimate using J/L Gaussian samples, and the associated estimates
 can be subsequently consolidated." Here the J samples of an update are split
 into index ranges; each range goes to a ``dask.distributed`` worker, which
 *regenerates* its samples from (seed, index) with the counter-based generator
-and returns an :class:`~kltrain.estimators.importance.ISPartial` (a largest log
+and returns an :class:`~kltrain.fastpath.ISPartial` (a largest log
 weight and three sums). Only the parameters, the minibatch and these partial
 sums travel; ``combine`` rescales them to a common maximum, so the update is
 the single-process one up to float rounding, for any number of workers and
@@ -16,9 +16,9 @@ nothing is lost with the worker).
 ``DaskBackend(client)`` is a kernel backend (:mod:`kltrain.kernels`): its
 ``importance_partial`` is sharded, everything else runs locally on ``inner``.
 So both the per-sample and the exact-in-distribution projected IS updates
-(:mod:`kltrain.projected`) distribute without further code.
+(:mod:`kltrain.nets.projected`) distribute without further code.
 
-    from kltrain.distributed import connect, DaskBackend
+    from kltrain.kernels.distributed import connect, DaskBackend
     client = connect(workers=2)                  # or connect("tcp://scheduler:8786")
     loss = MinibatchLoss(net, X, y, backend=DaskBackend(client))
 """
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_count, check_positive
-from .estimators.importance import combine
-from .kernels import get_backend
+from .._checks import check_count, check_positive
+from ..estimators.importance import combine
+from . import get_backend
 
 
 def connect(scheduler: str | None = None, *, workers: int = 2, threads_per_worker: int = 1, timeout: float = 10.0):
@@ -47,7 +47,7 @@ def connect(scheduler: str | None = None, *, workers: int = 2, threads_per_worke
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError("kltrain.distributed needs dask.distributed: pip install 'kltrain[distributed]'") from err
+        raise ImportError("kltrain.kernels.distributed needs dask.distributed: pip install 'kltrain[distributed]'") from err
     if scheduler is None:
         check_count(workers, "workers", 1)   # a cluster of none would hang at the first update
         check_count(threads_per_worker, "threads_per_worker", 1)
@@ -107,8 +107,8 @@ def _wait_for_workers(client, scheduler, timeout):
 
 def _shard_partial(batch, params, tau, seed, start, stop, antithetic, inner, threads):
     """Runs on a worker: the ISPartial of samples [start, stop), regenerated from (seed, index)."""
-    from .kernels.layout import Minibatch
-    from .nets import MLP
+    from .layout import Minibatch
+    from ..nets.mlp import MLP
     if threads and inner == "cpu":
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -183,41 +183,3 @@ class DaskBackend:
             raise TimeoutError(f"importance-sampling shards on the Dask scheduler at {self.client.scheduler.address!r} "
                                f"({n_workers} workers) not done within {self.timeout:g} s") from err
         return self.client.gather(futures)
-
-
-def scaling_benchmark(client_factory, worker_counts=(1, 2), samples=(10_000, 100_000), repeat=2, printer=print):
-    """Updates per second of the projected IS update on 784–200–10 for each (workers, J).
-
-    ``client_factory(n)`` returns a client with n single-threaded workers. Also reports the
-    consolidation overhead: the time spent combining partials, and the share of the update
-    spent outside the workers' kernels (scatter, scheduling, gather, combine).
-    """
-    from .data import load_mnist
-    from .kernels.layout import Minibatch
-    from .nets import MLP
-    from .projected import projected_importance_update
-    X, y, _, _ = load_mnist(quiet=True)
-    net = MLP.hidden()
-    mb, params = Minibatch.build(net, X[:20], y[:20]), net.init(0)
-    records = []
-    for n_workers in worker_counts:
-        client = client_factory(n_workers)
-        try:
-            backend = DaskBackend(client, threads=1)
-            for J in samples:
-                projected_importance_update(backend, mb, params, 0.01, 0, min(J, 2000))  # warm the workers' JIT
-                times, combine_s = [], []
-                for r in range(repeat):
-                    t = time.perf_counter()
-                    projected_importance_update(backend, mb, params, 0.01, r + 1, J)
-                    times.append(time.perf_counter() - t)
-                    combine_s.append(backend.last_timing["combine_s"])
-                rec = {"workers": n_workers, "samples": J, "seconds_per_update": min(times),
-                       "updates_per_second": 1.0 / min(times), "combine_seconds": float(np.median(combine_s)),
-                       "shards": backend.last_timing["shards"]}
-                records.append(rec)
-                printer(f"workers {n_workers}  J {J:>7}  {rec['seconds_per_update']:.3f} s/update  "
-                        f"{rec['updates_per_second']:.2f} updates/s  combine {rec['combine_seconds'] * 1e3:.2f} ms")
-        finally:
-            client.close()
-    return records

@@ -1,4 +1,4 @@
-"""Sampled versions of the Gaussian schemes of :mod:`kltrain.gaussian`, for any dimension.
+"""Sampled versions of the Gaussian schemes of :mod:`kltrain.gaussian.schemes`, for any dimension.
 
 Covariances here are *diagonal* (a variance vector c ∈ R^d, C = diag(c)), the only form that
 scales to networks. Noise ε[j, i] is regenerated from (seed, j, i) by :mod:`kltrain.noise`, one
@@ -27,11 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_generator, check_count, check_positive
-from ._logspace import logsumexp
-from .fastpath import fast_path
-from .losses import loss_grads, loss_values
-from .noise import counter_normals, draw_seed
+from .._checks import as_generator, check_count, check_positive
+from .._logspace import logsumexp
+from ..fastpath import fast_path
+from ..losses import loss_grads, loss_values
+from ..noise import counter_normals, draw_seed
 
 
 class MomentsInfo(NamedTuple):
@@ -55,7 +55,7 @@ class _TiltedMoments:
     """``tilted_moments`` from an ``estimate(seed, loss, mean, var) -> (mean, var, info)``."""
 
     def tilted_moments(self, rng, loss, mean, cov):
-        """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.local_entropy_step` uses."""
+        """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.schemes.local_entropy_step` uses."""
         mean = np.asarray(mean, dtype=np.float64)
         m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
         return _as_output(m, v, cov)
@@ -223,29 +223,3 @@ class DiagonalGaussianRule:
             v = np.full_like(v, v.mean())
         v = (1 - self.cov_rate) * state + self.cov_rate * v
         return m, np.maximum(v, self.min_var), info
-
-
-def train_config(covariance: str, algorithm: str, **kwargs):
-    """A :class:`kltrain.training.TrainConfig` (``covariance`` "fixed": the paper's τI) or a
-    :class:`kltrain.training.CovarianceTrainConfig` that learns C ("diag" or "iso") from C_0 = τI."""
-    from .training import CovarianceTrainConfig, TrainConfig
-
-    if covariance == "fixed":
-        return TrainConfig(algorithm, **kwargs)
-    return CovarianceTrainConfig(algorithm, covariance=covariance, **kwargs)
-
-
-def covariance_rule(config):
-    """The update rule of a :class:`kltrain.training.CovarianceTrainConfig`: IS, SGLD or HR with a
-    learned covariance (per-sample noise, no projection: the reduced updates of
-    kltrain.projected assume an isotropic τ)."""
-    from .schemes import SGD, SwitchAfter
-
-    estimator = {
-        "is": lambda: GaussianIS(config.samples),
-        "sgld": lambda: GaussianSGLD(config.samples, step=0.05),
-        "hr": lambda: GaussianRobbinsMonro(config.hr_iterations, config.hr_samples, c=config.hr_c,
-                                           alpha=config.hr_alpha),
-    }[config.algorithm]()
-    rule = DiagonalGaussianRule(config.tau, estimator, family=config.covariance, cov_rate=config.covariance_rate)
-    return SwitchAfter(SGD(config.learning_rate), rule, config.sgd_first) if config.sgd_first else rule

@@ -1,6 +1,6 @@
 """Where the reduced IS update's time goes (``kltrain bench --profile``) and its scaling in J (``--sweep``).
 
-The reduced IS update (:func:`kltrain.projected.projected_importance_update`) is
+The reduced IS update (:func:`kltrain.nets.projected.projected_importance_update`) is
 split into its parts, each timed alone (best of ``repeat`` after a warm-up):
 SVD/QR of the minibatch, the orthogonal draw Z, the products ŨᵀW₁ and ŨᵀZ, x → x̃,
 the IS kernel (normals + forward + weights + reduction, fused; the normals are also
@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 
-from ._blas import single_blas_thread
-from .bench import best_time as _best
-from .estimators.importance import posterior_mean_from_partial
-from .kernels.counter import fill_normals, sample_key
-from .noise import stream_key
-from .projected import (ORTHOGONAL_SAMPLE, _orthogonal_scale, basis_coordinates, lift_with_noise,
+from .._blas import single_blas_thread
+from .timing import best_time as _best
+from ..estimators.importance import posterior_mean_from_partial
+from ..kernels.counter import fill_normals, sample_key
+from ..noise import stream_key
+from ..nets.projected import (ORTHOGONAL_SAMPLE, _orthogonal_scale, basis_coordinates, lift_with_noise,
                         projected_importance_update, reduce_minibatch)
 
 SWEEP_SAMPLES = (100, 1_000, 10_000, 100_000)
@@ -168,11 +168,11 @@ __all__ = ["PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "mat
 
 def run_profile_and_sweep(backend_name, samples=1000, repeat=3, profile=True, sweep=True, printer=print) -> dict:
     """Profile and/or sweep the reduced IS update of 784–200–10 on an MNIST minibatch; return the JSON part."""
-    from .bench import BATCH, TAU
-    from .data import load_mnist
-    from .kernels import get_backend
-    from .kernels.layout import Minibatch
-    from .nets import MLP
+    from .timing import BATCH, TAU
+    from ..nets.data import load_mnist
+    from ..kernels import get_backend
+    from ..kernels.layout import Minibatch
+    from ..nets.mlp import MLP
 
     backend, net = get_backend(backend_name), MLP.hidden()
     X, y, _, _ = load_mnist(quiet=True)

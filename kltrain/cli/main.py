@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Callable
 
-from ._cliargs import (add_debug, at_least, comma_counts, comma_nets, nonnegative_float, positive_float,
+from .args import (add_debug, at_least, comma_counts, comma_nets, nonnegative_float, positive_float,
                        report_error)
 
 
 def _bench(args) -> int:
-    from ._io import prepare_file
-    from .bench import check_peer, header, run_bench, write_json
+    from .._io import prepare_file
+    from ..bench.timing import check_peer, header, run_bench, write_json
     check_peer(args.peer)   # a missing JAX is found before the timings, not after
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
@@ -21,8 +21,8 @@ def _bench(args) -> int:
     lines: list[str] = []   # the profile's table, printed after the bench table
 
     def profile_and_sweep():
-        from .bench_profile import run_profile_and_sweep
-        from .kernels import resolve
+        from ..bench.profile import run_profile_and_sweep
+        from ..kernels import resolve
         extra.update(run_profile_and_sweep(resolve(args.backend), args.samples, args.repeat, args.profile,
                                            args.sweep, printer=lines.append))
 
@@ -39,14 +39,14 @@ def _bench(args) -> int:
 def _train(args) -> int:
     import numpy as np
 
-    from ._io import prepare_dir
-    from .training import TrainConfig, train
+    from .._io import prepare_dir
+    from ..studies.training import TrainConfig, train
     out = prepare_dir(args.out)  # created and probed before any work
     make_config: Callable[..., TrainConfig] = TrainConfig
-    if args.covariance != "fixed":  # a learned diagonal or isotropic covariance (kltrain.gaussian)
+    if args.covariance != "fixed":  # a learned diagonal or isotropic covariance (kltrain.gaussian.schemes)
         from functools import partial
 
-        from .gaussian_sampling import train_config
+        from ..studies.config import train_config
         make_config = partial(train_config, args.covariance)
     cfg = make_config(args.algo, net=args.net, n_updates=args.updates, tau=args.tau, tau_scoping=args.tau_scoping,
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
@@ -79,14 +79,14 @@ def _train(args) -> int:
 def _hash(cfg) -> str:
     from dataclasses import asdict
 
-    from ._io import config_hash
+    from .._io import config_hash
     return config_hash(asdict(cfg))
 
 
 def _reproduce(args) -> int:
-    from ._io import prepare_dir, prepare_file
-    from .bench import HEADER, run_bench
-    from .experiments import experiment_folder, run_experiment
+    from .._io import prepare_dir, prepare_file
+    from ..bench.timing import HEADER, run_bench
+    from ..studies.experiments import experiment_folder, run_experiment
     if args.experiment == "table-6.1-readings":
         return _readings(args)
     folder = prepare_dir(experiment_folder(args.out, args.experiment, args.quick))
@@ -105,13 +105,14 @@ def _reproduce(args) -> int:
 
 
 def _flatness(args) -> int:
-    from .flatness_cli import run_flatness
+    from .flatness import run_flatness
     return run_flatness(args)
 
 
 def _readings(args) -> int:
-    from ._io import prepare_dir
-    from .readings import READINGS, StudyConfig, run_study, study_folder_name
+    from .._io import prepare_dir
+    from ..studies.readings import READINGS
+    from ..studies.readings_study import StudyConfig, run_study, study_folder_name
     names = tuple(r for r in args.readings.split(",") if r) if args.readings is not None else tuple(READINGS)
     grid = tuple(float(b) for b in args.betas.split(",")) if args.betas else ()
     seeds_for = tuple((r, int(n)) for r, n in (item.split("=") for item in args.seeds_for.split(",") if item))
@@ -143,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", action="store_true", help="reduced IS seconds per update for J = 1e2..1e5")
     bench.set_defaults(func=_bench)
 
-    from .experiments import NAMES
-    from .training import ALGORITHMS
+    from ..studies.experiments import NAMES
+    from ..studies.training import ALGORITHMS
     train = sub.add_parser("train", help="train an MLP on MNIST with SGD, IS, SGLD or HR (paper §6)")
     train.add_argument("--algo", required=True, choices=list(ALGORITHMS))
     train.add_argument("--net", default="hidden", choices=["small", "hidden"])
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hr-iterations", type=at_least(1), default=30)
     train.add_argument("--hr-samples", type=at_least(1), default=30)
     train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"],
-                       help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian_sampling)")
+                       help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian.sampling)")
     train.add_argument("--sgd-first", type=at_least(0), default=0, help="SGD updates before switching (§6.3)")
     train.add_argument("--per-sample", action="store_true", help="full per-sample noise instead of reduced updates")
     train.add_argument("--antithetic", action="store_true")
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dask_arguments(rep)
     rep.set_defaults(func=_reproduce)
 
-    from .flatness_cli import add_arguments
+    from .flatness import add_arguments
     flat = sub.add_parser("flatness", help="flatness of trained weights: F_τ, sharpness, Hessian trace, weight noise")
     add_arguments(flat)
     flat.set_defaults(func=_flatness)
@@ -218,8 +219,9 @@ def _dask_arguments(parser):
 
 
 def _bench_distributed(args) -> int:
-    from ._io import atomic_write_json, prepare_file
-    from .distributed import connect, scaling_benchmark
+    from .._io import atomic_write_json, prepare_file
+    from ..bench.distributed import scaling_benchmark
+    from ..kernels.distributed import connect
     if args.json:
         prepare_file(args.json)
     records = scaling_benchmark(lambda n: connect(workers=n, threads_per_worker=1),

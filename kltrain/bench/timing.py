@@ -2,7 +2,7 @@
 
 Settings are the paper's (§6.2): minibatch 20, τ = 0.01, 10³ samples for IS and
 SGLD, M = J = 30 for heat regularization (HR, Robbins–Monro). "IS", "SGLD" and
-"HR" are the exact-in-distribution updates of :mod:`kltrain.projected`; the
+"HR" are the exact-in-distribution updates of :mod:`kltrain.nets.projected`; the
 "per-sample" rows draw every noise vector in full (the same samples as the
 NumPy reference backend). Each of our
 timings is the best of ``repeat`` runs after a warm-up (JIT compilation
@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_json
-from .data import load_mnist
-from .kernels import get_backend, resolve
-from .kernels import reference as ref
-from .kernels.layout import Minibatch
-from .nets import MLP
-from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
-from .schedules import HarmonicTemperatures, RobbinsMonroSteps
+from .._io import atomic_write_json
+from ..nets.data import load_mnist
+from ..kernels import get_backend, resolve
+from ..kernels import reference as ref
+from ..kernels.layout import Minibatch
+from ..nets.mlp import MLP
+from ..nets.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
+from ..schedules import HarmonicTemperatures, RobbinsMonroSteps
 
 PAPER_TABLE_6_2 = {"SGD": 0.0032, "IS": 6.2504, "SGLD": 7.0599, "HR": 3.3053}  # 784–200–10, seconds
 NETS = {"small": MLP.small, "hidden": MLP.hidden}
@@ -108,7 +108,7 @@ def check_peer(peer) -> None:
         return
     if peer != "jax":
         raise ValueError(f"unknown peer {peer!r} (known: jax)")
-    from . import bench_peers
+    from . import jax_peer as bench_peers
     if not bench_peers.jax_available():
         raise ValueError("--peer jax needs JAX: pip install 'kltrain[peers]' (jax[cpu])")
 
@@ -118,7 +118,7 @@ def _peer_times(peer, net, X, y, params, samples, m, repeat) -> dict[str, float]
     check_peer(peer)
     if peer is None:
         return {}
-    from .bench_peers import time_jax_peers
+    from .jax_peer import time_jax_peers
     eps, steps = _schedules(samples, m)
     return time_jax_peers(net, X, y, params, TAU, LR, samples, eps, steps, m, repeat)
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from ._blas import single_blas_thread
-from .estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial, rescaled_partial
-from .kernels.layout import Minibatch
-from .nets import MLP
+from .._blas import single_blas_thread
+from ..estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial, rescaled_partial
+from ..kernels.layout import Minibatch
+from .mlp import MLP
 
 ORTHOGONAL_SAMPLE = 2 ** 32 - 1  # stream index of Z (IS) and of the first OU draw (SGLD)
 SECOND_SAMPLE = 2 ** 32 - 2      # stream index of the second OU draw (SGLD)

@@ -83,7 +83,7 @@ diagonal C (with C_k diagonal: 1/c_{k+1,i} = 1/c_{k,i} + E_N[∂²_i f]); "iso" 
   sampled local-entropy form with rank weights for e^{−f}; CMA-ES's rank-μ update differs
   in two ways: it measures the spread about the *old* mean (enlarging C along the direction
   of progress) and blends it in with a rate c_μ < 1 (cf. ``cov_rate`` in
-  :mod:`kltrain.gaussian_sampling`). In IGO terms (Ollivier et al.) the local-entropy form
+  :mod:`kltrain.gaussian.sampling`). In IGO terms (Ollivier et al.) the local-entropy form
   is IGO-ML with δt = 1 and weights e^{−f}.
 - Variational online Newton (Khan et al. 2018; the Bayesian learning rule): S ← (1−ρ)S +
   ρ(E_q[∇²f] + S_prior), m ← m − ρ S⁻¹E_q[∇f], expectations at the *current* q. The heat
@@ -103,9 +103,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import minimize as _scipy_minimize
 
-from . import _gaussian_exact as gx
-from ._checks import check_count, check_point
-from .losses import check_loss, loss_dim, loss_grads
+from . import exact as gx
+from .._checks import check_count, check_point
+from ..losses import check_loss, loss_dim, loss_grads
 
 FORMS = ("local_entropy", "heat")
 FAMILIES = ("full", "diag", "iso", "fixed")
@@ -140,7 +140,7 @@ def _route(loss, quantity, estimator, d):
     name = type(estimator).__name__
     if estimator is not None and name not in ("Exact", "ClosedForm", "GridQuadrature"):
         raise TypeError(f"{name} is not an exact estimator; the sampled Gaussian schemes take "
-                        "GaussianIS, GaussianSGLD or GaussianRobbinsMonro (kltrain.gaussian_sampling)")
+                        "GaussianIS, GaussianSGLD or GaussianRobbinsMonro (kltrain.gaussian.sampling)")
     quadrature = getattr(estimator, "quadrature", estimator)          # Exact carries its grid
     if name == "GridQuadrature":
         return "grid", quadrature
@@ -150,7 +150,7 @@ def _route(loss, quantity, estimator, d):
         raise ValueError(f"{type(loss).__name__} offers no closed form for the Gaussian {quantity}")
     if d > 2:
         raise ValueError(f"no exact Gaussian {quantity} for d = {d} > 2 without a closed form; pass "
-                         "estimator=GaussianIS(...) from kltrain.gaussian_sampling")
+                         "estimator=GaussianIS(...) from kltrain.gaussian.sampling")
     return "grid", quadrature
 
 
@@ -372,7 +372,7 @@ class GaussianScheme:
     """One two-step scheme: ``form`` ∈ {"local_entropy", "heat"}, ``family`` of covariances.
 
     ``estimator``: None (exact), ``GridQuadrature``/``ClosedForm`` (forced), or a sampling
-    estimator of :mod:`kltrain.gaussian_sampling` (``GaussianIS``/``GaussianSGLD`` for the
+    estimator of :mod:`kltrain.gaussian.sampling` (``GaussianIS``/``GaussianSGLD`` for the
     local-entropy form, ``GaussianRobbinsMonro`` for the heat form; diagonal covariances).
     """
 
@@ -395,7 +395,7 @@ class GaussianScheme:
 def minimize(loss, mean0, cov0, n_steps, *, form="local_entropy", family="full", estimator=None,
              rng=None) -> GaussianPath:
     """Run a Gaussian two-step scheme for ``n_steps`` updates from N(mean0, cov0)."""
-    from ._checks import as_generator
+    from .._checks import as_generator
 
     scheme = GaussianScheme(form, family, estimator)
     mean, cov = _check_gaussian(loss, mean0, cov0)
