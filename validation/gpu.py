@@ -49,12 +49,11 @@ def kernel_resources() -> dict:
     """Registers, shared and local memory per kernel as the driver loaded them, and the occupancy they allow."""
     from numba import cuda
 
-    from kltrain.kernels import cuda as K
-    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, occupancy, threads_per_block
+    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, kernel_module, occupancy, threads_per_block
     cc = tuple(cuda.get_current_device().compute_capability)
     out = {}
     for name in LAUNCH_TYPES:
-        kernel = getattr(K, name)
+        kernel = getattr(kernel_module(name), name)
         for compiled in kernel.overloads.values():
             regs, smem = int(compiled.regs_per_thread), int(compiled.shared_mem_per_block)
             threads = threads_per_block(name)
