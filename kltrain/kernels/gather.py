@@ -32,16 +32,20 @@ class _Call:
 
 
 class GatheringBackend:
-    """A backend (module or object) whose calls from registered run threads are executed in batches.
+    """A backend (module or object) whose calls from ``runs`` run threads are executed in batches.
 
-    ``with gathering.run():`` registers the current thread as a run for the block's
-    duration; calls from other threads go straight to the backend. ``cancel()``
+    Each of the ``runs`` threads does its work inside ``with gathering.run():``; calls from
+    other threads go straight to the backend. The count is fixed up front, so a run that
+    has not started yet is waited for (the first calls are not sent alone). ``cancel()``
     makes every waiting and later call raise KeyboardInterrupt (an interrupted
     experiment: each run keeps what it measured).
     """
 
-    def __init__(self, backend):
+    def __init__(self, backend, runs: int):
+        if not isinstance(runs, int) or runs < 1:
+            raise ValueError(f"runs must be a positive int, got {runs!r}")
         self.backend = backend
+        self._live = runs   # runs not finished yet (started or not)
         self.name = getattr(backend, "name", getattr(backend, "__name__", type(backend).__name__))
         self._cond = threading.Condition()
         self._runs: set[int] = set()
@@ -61,11 +65,14 @@ class GatheringBackend:
 
     def _enter(self) -> None:
         with self._cond:
+            if len(self._runs) >= self._live:
+                raise RuntimeError("more run threads entered than the GatheringBackend was made for")
             self._runs.add(threading.get_ident())
 
     def _leave(self) -> None:
         with self._cond:
             self._runs.discard(threading.get_ident())
+            self._live -= 1
             self._flush_if_all_wait()
 
     # -- calls ----------------------------------------------------------------------------
@@ -101,9 +108,8 @@ class GatheringBackend:
         return call.result
 
     def _flush_if_all_wait(self) -> None:
-        """Run the pending calls if every registered run waits on one (caller holds the lock)."""
-        waiting = {c.owner for c in self._pending}
-        if not self._pending or not self._runs <= waiting:
+        """Run the pending calls if every unfinished run waits on one (caller holds the lock)."""
+        if not self._pending or len({c.owner for c in self._pending}) < self._live:
             return
         pending, self._pending = self._pending, []
         by_name: dict[str, list[_Call]] = {}

@@ -94,7 +94,7 @@ def _run_gathered(configs, data, checkpoints) -> list[TrainResult]:
     """The runs in threads over one GatheringBackend on the cuda backend."""
     from ..kernels import get_backend
     from ..kernels.gather import GatheringBackend
-    gathering = GatheringBackend(get_backend("cuda"))
+    gathering = GatheringBackend(get_backend("cuda"), runs=len(configs))
     results: list = [None] * len(configs)
     errors: list = [None] * len(configs)
 
