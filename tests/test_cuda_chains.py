@@ -110,3 +110,18 @@ def test_nets_the_kernels_cannot_hold_are_left_to_the_per_step_kernels(runs):
     mb = Minibatch.build(wide, np.ones((2, 30)), np.array([0, 1]))
     assert not runs.fits(mb)
     assert runs.fits(Minibatch.build(MLP((24, 4, 3)), np.ones((2, 24)), np.array([0, 1])))
+
+
+def test_the_gpu_measurement_hooks_run_at_toy_size(monkeypatch):
+    """validation/gpu.py's issue-21 rows (timed on a GPU session) run, and agree, under the simulator."""
+    from kltrain.kernels import cuda_backend
+    from validation import gpu as V
+    monkeypatch.setattr(cuda_backend, "THREADS", 32)
+    monkeypatch.setattr(cuda_backend, "normals", CPU.normals)   # 7840-coordinate draws: seconds in the simulator
+    sgld = V.time_sgld_chain(n_steps=3, net="small", synthetic=True, repeat=1)
+    assert sgld["parity"] < 1e-5 and sgld["seconds"] > 0
+    hr = V.time_robbins_monro(iterations=2, draws=2, net="small", synthetic=True, repeat=1, groups=(1, 2))
+    assert [r["groups"] for r in hr] == [1, 2] and all(r["parity"] < 1e-5 for r in hr)
+    table = V.time_batched_table(seeds=2, n_updates=1, net="small", synthetic=True, toy=True,
+                                 algorithms=("sgld", "hr"))   # SGD and IS on 7850 parameters: slow here
+    assert table["runs"] == 4 and table["same_results"]

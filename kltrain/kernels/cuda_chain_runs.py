@@ -91,7 +91,7 @@ def _noise(keys, first, n_rows, n_coords, width):
     return out
 
 
-def _groups(calls, key):
+def _groups(calls, key) -> dict:
     """{launch key: [indices of calls]} in first-seen order."""
     out: dict = {}
     for i, call in enumerate(calls):

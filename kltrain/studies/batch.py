@@ -63,14 +63,14 @@ def gathers(backend: Any) -> bool:
     return isinstance(backend, str) and resolve(backend) == "cuda"
 
 
-def run_batch(batch: RunBatch, data=None, backend: Any = None, checkpoints: Sequence[Callable] | None = None,
+def run_batch(batch: RunBatch, data=None, backend: Any = None, checkpoints: Sequence[Callable | None] | None = None,
               progress: bool = False) -> list[TrainResult]:
     """Train every run of ``batch``; ``checkpoints[i]`` is run i's ``train`` checkpoint (None: none).
 
     ``data`` = (X_train, y_train, X_test, y_test) or None to load it once for all runs.
     """
     from .training import load_data
-    checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(batch)
+    checkpoints = list(checkpoints) if checkpoints is not None else [None for _ in batch.configs]
     if len(checkpoints) != len(batch):
         raise ValueError(f"checkpoints must have one entry per run ({len(batch)}), got {len(checkpoints)}")
     data = load_data(batch.configs[0]) if data is None else data

@@ -57,7 +57,7 @@ def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
 def run_many(cfgs, folder: Path, data, progress=False) -> list[dict]:
     """:func:`run_once` of each config; those not stored are trained side by side (kltrain.studies.batch:
     one set of GPU launches, or one after another on the CPU), each stored as it finishes."""
-    records = [stored_run(cfg, folder) for cfg in cfgs]
+    records: list = [stored_run(cfg, folder) for cfg in cfgs]
     todo = {config_hash(cfg): cfg for cfg, rec in zip(cfgs, records) if rec is None}   # shared configs train once
     if todo:
         batch = RunBatch(tuple(todo.values()))
