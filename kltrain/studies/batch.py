@@ -113,8 +113,8 @@ def _run_gathered(configs, data, checkpoints) -> list[TrainResult]:
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
-    except KeyboardInterrupt:
-        gathering.cancel()   # every run checkpoints "interrupted" and stops
+    except BaseException:    # Ctrl-C (or a signal turned into an exception) in the main thread
+        gathering.cancel()   # every waiting run raises KeyboardInterrupt: it checkpoints "interrupted" and stops
         for t in threads:
             t.join()
         raise
