@@ -85,10 +85,15 @@ def test_runs_batched_in_one_launch_equal_each_run_alone(runs):
 def test_a_chain_split_over_launches_equals_one_launch(runs, monkeypatch):
     mb, x, chain, _, _ = _reduced((12, 3), 4, 3)
     whole = runs.sgld_chain(mb, x, chain, 0.05, EPS, 3)
-    monkeypatch.setattr(runs, "NOISE_FLOATS", 2 * mb.net.n_params)   # 2 steps of noise per launch
+    rm_whole = [runs.robbins_monro(mb, x, 0.1, STEPS, 2, 5, groups=g) for g in (1, 2)]
+    monkeypatch.setattr(runs, "NOISE_FLOATS", 2 * mb.net.n_params)   # noise for 2 steps (1 iteration) at a time
     split = runs.sgld_chain(mb, x, chain, 0.05, EPS, 3)
     for a, b in zip(whole, split):
         np.testing.assert_array_equal(a, b)
+    for g, (x_whole, res_whole) in zip((1, 2), rm_whole):
+        x_split, res_split = runs.robbins_monro(mb, x, 0.1, STEPS, 2, 5, groups=g)
+        np.testing.assert_array_equal(x_split, x_whole)
+        assert res_split == res_whole
 
 
 def test_the_cuda_backend_uses_them_for_the_reduced_updates(runs):

@@ -51,6 +51,7 @@ class _Batch:
     yin: object      # (R, MAX_BATCH) int64
     dims: object     # (R, 2) int64: (B, r)
     n_coords: np.ndarray  # (R,) parameters of each run's net
+    d_n_coords: object    # … on the device
     H: int
     C: int
     two: int
@@ -69,9 +70,9 @@ def _batch(mbs) -> _Batch:
         dims[k] = B, r
     sizes = mbs[0].net.sizes
     two = int(len(sizes) == 3)
-    return _Batch(nbcuda.to_device(xin.reshape(R, -1)), nbcuda.to_device(yin), nbcuda.to_device(dims),
-                  np.array([mb.net.n_params for mb in mbs], np.int64), sizes[1] if two else sizes[-1], sizes[-1],
-                  two, threads_for(mbs))
+    n_coords = np.array([mb.net.n_params for mb in mbs], np.int64)
+    return _Batch(nbcuda.to_device(xin.reshape(R, -1)), nbcuda.to_device(yin), nbcuda.to_device(dims), n_coords,
+                  nbcuda.to_device(n_coords), sizes[1] if two else sizes[-1], sizes[-1], two, threads_for(mbs))
 
 
 def _padded(rows, width) -> np.ndarray:
@@ -81,14 +82,17 @@ def _padded(rows, width) -> np.ndarray:
     return out
 
 
-def _noise(keys, first, n_rows, n_coords, width):
-    """Device (R, n_rows, width) float32: ε[first + k, c] of each run's stream."""
-    out = nbcuda.device_array((len(keys), n_rows, width), np.float32)
+def _noise(keys, first, n_rows, b: _Batch, width):
+    """Device (R, n_rows, width) float32: ε[first + k, c] of each run's stream (``keys``: on the device)."""
+    out = nbcuda.device_array((b.n_coords.size, n_rows, width), np.float32)
     pairs = (width + 1) // 2
-    grid = (-(-pairs // NOISE_THREADS), n_rows, len(keys))
-    KC.chain_noise[grid, (NOISE_THREADS, 1, 1)](nbcuda.to_device(np.asarray(keys, np.uint64)), first,
-                                                nbcuda.to_device(n_coords), out)
+    grid = (-(-pairs // NOISE_THREADS), n_rows, b.n_coords.size)
+    KC.chain_noise[grid, (NOISE_THREADS, 1, 1)](keys, first, b.d_n_coords, out)
     return out
+
+
+def _keys(calls, seed_at):
+    return nbcuda.to_device(np.array([stream_key(c[seed_at]) for c in calls], np.uint64))
 
 
 def _groups(calls, key) -> dict:
@@ -135,7 +139,7 @@ def _sgld_launch(calls):
         coef[k, :, 1] = (c[6] * np.sqrt(e[:-1])).astype(np.float32)
         coef[k, :, 2] = e[1:].astype(np.float32)
     inv_tau = np.array([np.float32(1.0 / c[3]) for c in calls], np.float32)
-    keys = [stream_key(c[5]) for c in calls]
+    keys = _keys(calls, 5)
     x = nbcuda.to_device(_padded([np.asarray(c[1], np.float32) for c in calls], width))
     chain = nbcuda.to_device(_padded(chains0, width))
     total = nbcuda.to_device(_padded([(e[0] * ch).astype(np.float32) for e, ch in zip(eps, chains0)], width))
@@ -144,7 +148,7 @@ def _sgld_launch(calls):
     chunk = max(1, min(steps, 65535, NOISE_FLOATS // (R * width)))
     for lo in range(0, steps, chunk):
         hi = min(lo + chunk, steps)
-        noise = _noise(keys, lo + 1, hi - lo, b.n_coords, width)     # step k uses noise sample k + 1
+        noise = _noise(keys, lo + 1, hi - lo, b, width)     # step k uses noise sample k + 1
         KC.sgld_chains[R, b.threads](b.xin, b.yin, b.dims, b.H, b.C, b.two, x, chain, total,
                                      nbcuda.to_device(np.ascontiguousarray(coef[:, lo:hi])), d_inv, noise, grad_sq)
     total_h, chain_h, gsq = total.copy_to_host(), chain.copy_to_host(), grad_sq.copy_to_host()
@@ -197,26 +201,25 @@ def _rm_launch(calls, G):
     R, width = len(calls), int(b.n_coords.max())
     J, M = np.size(calls[0][3]), int(calls[0][4])
     G = max(1, min(G, M))
-    x_k = [np.asarray(c[1], np.float32) for c in calls]
-    d_xk, x = nbcuda.to_device(_padded(x_k, width)), nbcuda.to_device(_padded(x_k, width))
+    d_xk = nbcuda.to_device(_padded([np.asarray(c[1], np.float32) for c in calls], width))
+    x = nbcuda.device_array_like(d_xk)
+    x.copy_to_device(d_xk)
     steps = nbcuda.to_device(np.array([np.asarray(c[3], np.float64).astype(np.float32) for c in calls]))
     root_tau = nbcuda.to_device(np.array([np.float32(np.sqrt(c[2])) for c in calls], np.float32))
     scale = nbcuda.to_device(np.array([np.float32(c[6] * c[2] / M) for c in calls], np.float32))
-    keys = [stream_key(c[5]) for c in calls]
+    keys = _keys(calls, 5)
     res2 = nbcuda.to_device(np.zeros(R))
     partial = nbcuda.device_array((R, G, width) if G > 1 else (1, 1, 1), np.float32)
-    per_launch = J if G == 1 else 1
-    per_launch = max(1, min(per_launch, NOISE_FLOATS // (R * M * width), 65535 // M))
-    for lo in range(0, J, per_launch):
-        hi = min(lo + per_launch, J)
-        noise = _noise(keys, lo * M, (hi - lo) * M, b.n_coords, width)   # draw m of iteration j: sample jM + m
-        KC.rm_chains[(G, R), b.threads](b.xin, b.yin, b.dims, b.H, b.C, b.two, x, d_xk, root_tau, steps, scale,
-                                        lo, hi, M, noise, partial, res2)
-        if G > 1:
-            if hi == J:
-                res2 = nbcuda.to_device(np.zeros(R))
-            grid = (-(-width // RM_APPLY_THREADS), R)
-            KC.rm_apply[grid, (RM_APPLY_THREADS, 1)](x, d_xk, partial, nbcuda.to_device(b.n_coords), steps, scale,
-                                                     lo, res2)
+    buffered = max(1, min(J, NOISE_FLOATS // (R * M * width), 65535 // M))    # iterations of noise at once
+    for lo in range(0, J, buffered):
+        hi = min(lo + buffered, J)
+        noise = _noise(keys, lo * M, (hi - lo) * M, b, width)   # draw m of iteration j: sample jM + m
+        # G = 1: one launch for all buffered iterations; G > 1: per iteration, the draws, then rm_apply
+        for first, stop in ([(lo, hi)] if G == 1 else [(j, j + 1) for j in range(lo, hi)]):
+            KC.rm_chains[(G, R), b.threads](b.xin, b.yin, b.dims, b.H, b.C, b.two, x, d_xk, root_tau, steps, scale,
+                                            first, stop, lo, M, noise, partial, res2)
+            if G > 1:
+                grid = (-(-width // RM_APPLY_THREADS), R)
+                KC.rm_apply[grid, (RM_APPLY_THREADS, 1)](x, d_xk, partial, b.d_n_coords, steps, scale, first, res2)
     x_h, r2 = x.copy_to_host(), res2.copy_to_host()
     return [(x_h[k, :n].copy(), float(np.sqrt(r2[k]))) for k, n in enumerate(b.n_coords)]

@@ -286,12 +286,13 @@ def sgld_chains(xin, yin, dims, H, C, two, x, chain, total, coef, inv_tau, noise
 
 # -- Algorithm 5 ----------------------------------------------------------------------------
 @cuda.jit(cache=True)
-def rm_chains(xin, yin, dims, H, C, two, x, x_k, root_tau, steps, scale, first, stop, n_draws, noise,
-              partial, res2):
+def rm_chains(xin, yin, dims, H, C, two, x, x_k, root_tau, steps, scale, first, stop, noise_first, n_draws,
+              noise, partial, res2):
     """Block (g, run): Robbins–Monro iterations j = first..stop−1 (0-based) of run ``run``.
 
     Group g of the G = gridDim.x groups takes draws m = g, g + G, … < M of each iteration:
-    z = x + √τ·ε_{jM+m} (noise[run, jM + m − first·M]), and sums ∇f(z) over them in registers
+    z = x + √τ·ε_{jM+m} (noise[run, (j − noise_first)·M + m]: the buffer may hold later iterations
+    too), and sums ∇f(z) over them in registers
     (the owner of each coordinate, as in :func:`sgld_chains`). With G = 1 the block then takes
     the step itself, h = x − x_k + scale·Σ∇f (eq. 5.3), x ← x − a_j·h, and runs every iteration
     in one launch; res2[run] = |h|² of iteration stop−1. With G > 1 it writes its sums to
@@ -326,7 +327,7 @@ def rm_chains(xin, yin, dims, H, C, two, x, x_k, root_tau, steps, scale, first, 
         sb1 = float32(0.0)
         sb2 = float32(0.0)
         for m in range(g_id, M, groups):
-            nz = noise[run, (j - first) * M + m]
+            nz = noise[run, (j - noise_first) * M + m]
             if own:                                  # z = x + √τ·ε on this thread's coordinates
                 for i in range(MAX_R):
                     z1[i] = xv[i * H + h] + s * nz[i * H + h] if i < r else float32(0.0)
@@ -393,11 +394,13 @@ def _rm_step(xv, xk, c, gsum, a, scale):
 
 @cuda.jit(cache=True)
 def rm_apply(x, x_k, partial, n_coords, steps, scale, j, res2):
-    """The Robbins–Monro step from the G groups' sums (in group order): grid (coordinates, runs)."""
+    """Iteration j's Robbins–Monro step from the G groups' sums (added in group order): grid (coordinates,
+    runs). At the last iteration res2[run] (zero on entry) accumulates |h|²."""
     c, run = cuda.grid(2)
     if run < x.shape[0] and c < n_coords[run]:
         gsum = float32(0.0)
         for g in range(partial.shape[1]):
             gsum += partial[run, g, c]
         sq = _rm_step(x[run], x_k[run], c, gsum, steps[run, j], scale[run])
-        cuda.atomic.add(res2, run, sq)
+        if j == steps.shape[1] - 1:
+            cuda.atomic.add(res2, run, sq)

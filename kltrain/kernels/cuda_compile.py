@@ -46,7 +46,7 @@ _RUNS = (F32M, I64M, I64M, I64, I64, I64)             # xin, yin, dims, H, C, tw
 CHAIN_LAUNCH_TYPES: dict[str, tuple] = {
     "chain_noise": (U64V, I64, I64V, F32T),
     "sgld_chains": _RUNS + (F32M, F32M, F32M, F32T, F32V, F32T, F64V),
-    "rm_chains": _RUNS + (F32M, F32M, F32V, F32M, F32V, I64, I64, I64, F32T, F32T, F64V),
+    "rm_chains": _RUNS + (F32M, F32M, F32V, F32M, F32V, I64, I64, I64, I64, F32T, F32T, F64V),
     "rm_apply": (F32M, F32M, F32T, I64V, F32M, F32V, I64, F64V),
 }
 LAUNCH_TYPES.update(CHAIN_LAUNCH_TYPES)
