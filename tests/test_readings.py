@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 import kltrain.studies.readings as R
+import kltrain.studies.batch as batch
 import kltrain.studies.readings_study as S
 from kltrain.estimators import ImportanceSampling, RobbinsMonro
 from kltrain.estimators.sgld import sgld_chain
@@ -200,7 +201,7 @@ def test_quick_study_writes_per_run_json_and_resumes(tmp_path, monkeypatch):
     assert [e["reading"] for e in on_disk] == ["printed", "cold-chain"]
     assert set(on_disk[0]) >= {"reading", "rmse", "ordering_matches", "cells"}
     assert all(len(c) == 5 for c in on_disk[0]["cells"].values())
-    monkeypatch.setattr(S, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    monkeypatch.setattr(batch, "train", lambda *a, **k: pytest.fail("a stored run was trained again"))
     assert S.run_study(study, out=tmp_path, printer=lambda *_: None)[0]["cells"] == summary[0]["cells"]
     assert (folder / "table-6.1-readings.png").stat().st_size > 0
 
@@ -240,7 +241,7 @@ def test_fresh_robbins_monro_generic_path_reaches_the_exact_prox():
 def test_stored_only_summarizes_the_seeds_stored_for_every_algorithm(tmp_path, monkeypatch):
     study = S.StudyConfig(seeds=1, readings=("printed",), beta_grid=(), quick=True)
     S.run_study(study, out=tmp_path, printer=lambda *_: None)
-    monkeypatch.setattr(S, "train", lambda *a, **k: pytest.fail("stored_only trained a run"))
+    monkeypatch.setattr(batch, "train", lambda *a, **k: pytest.fail("stored_only trained a run"))
     lines = []
     summary = S.run_study(replace(study, seeds=3, readings=("printed", "tf-init"), stored_only=True), out=tmp_path,
                           printer=lines.append)

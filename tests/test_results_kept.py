@@ -82,7 +82,7 @@ def tiny(monkeypatch):
     monkeypatch.setitem(EXPERIMENTS, "tiny", Experiment("tiny", "tiny", 1, {"SGD": cfg}))
     runs = []
     real = training.train
-    monkeypatch.setattr("kltrain.studies.experiments.train", lambda c, **kw: runs.append(c) or real(c, **kw))
+    monkeypatch.setattr("kltrain.studies.batch.train", lambda c, **kw: runs.append(c) or real(c, **kw))
     return runs
 
 

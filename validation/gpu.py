@@ -49,12 +49,11 @@ def kernel_resources() -> dict:
     """Registers, shared and local memory per kernel as the driver loaded them, and the occupancy they allow."""
     from numba import cuda
 
-    from kltrain.kernels import cuda as K
-    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, occupancy, threads_per_block
+    from kltrain.kernels.cuda_compile import LAUNCH_TYPES, kernel_module, occupancy, threads_per_block
     cc = tuple(cuda.get_current_device().compute_capability)
     out = {}
     for name in LAUNCH_TYPES:
-        kernel = getattr(K, name)
+        kernel = getattr(kernel_module(name), name)
         for compiled in kernel.overloads.values():
             regs, smem = int(compiled.regs_per_thread), int(compiled.shared_mem_per_block)
             threads = threads_per_block(name)
@@ -212,31 +211,141 @@ def benchmark(quick=False, peer=True, per_sample=True) -> list[dict]:
 
 def sweep(out: Path, seeds: int, quick=False, first_seed=0) -> dict:
     """§6.4 on the GPU: IS accuracy for J = 10 … 10⁵ beside SGD, seed-major so that a run cut short
-    still holds every J for its first seeds. Rewrites ``out/is-sweep-summary.json`` after every run."""
+    still holds every J for its first seeds. A seed's runs go side by side (kltrain.studies.batch);
+    ``out/is-sweep-summary.json`` is rewritten after every seed, each run's file as it trains."""
     from dataclasses import replace
 
+    from kltrain.studies.batch import RunBatch, run_batch
     from kltrain.studies.experiments import EXPERIMENTS, _slug, quick_config
-    from kltrain.studies.training import load_data, train
+    from kltrain.studies.training import load_data
     configs = EXPERIMENTS["is-sweep"].configs
     runs_dir = out / "is-sweep-runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
     data = None
     for seed in range(first_seed, seeds):
-        for label, cfg in configs.items():
-            cfg = replace(quick_config(cfg) if quick else cfg, backend="cuda", seed=seed)
-            data = load_data(cfg) if data is None else data
-            res = train(cfg, data=data, progress=False)
-            res.to_json(runs_dir / f"{_slug(label)}-seed{seed}.json")
+        cfgs = [replace(quick_config(c) if quick else c, backend="cuda", seed=seed) for c in configs.values()]
+        paths = [runs_dir / f"{_slug(label)}-seed{seed}.json" for label in configs]
+        data = load_data(cfgs[0]) if data is None else data
+        results = run_batch(RunBatch(tuple(cfgs)), data=data,
+                            checkpoints=[lambda r, path=path: r.to_json(path) for path in paths])
+        for label, res in zip(configs, results):
             entry = summary.setdefault(label, {"updates": list(res.eval_updates), "accuracy": [], "seconds": []})
             entry["accuracy"].append(list(map(float, res.test_accuracy)))
             entry["seconds"].append(float(np.median(res.seconds)))
-            tmp = out / "is-sweep-summary.json.tmp"
-            tmp.write_text(json.dumps({"device": device_info(), "seeds": [first_seed, seed + 1], "runs": summary}, indent=1))
-            tmp.replace(out / "is-sweep-summary.json")
             print(f"sweep seed {seed} {label:<12} final accuracy {res.test_accuracy[-1]:.3f} "
-                  f"({np.median(res.seconds):.4f} s/update)", flush=True)
+                  f"({np.median(res.seconds):.4f} s/update, {len(cfgs)} runs side by side)", flush=True)
+        tmp = out / "is-sweep-summary.json.tmp"
+        tmp.write_text(json.dumps({"device": device_info(), "seeds": [first_seed, seed + 1], "runs": summary}, indent=1))
+        tmp.replace(out / "is-sweep-summary.json")
     return summary
+
+
+# -- issue 21's rows: persistent chains and many runs per launch ------------------------------------------
+def _chain_problem(net="hidden", batch=20, synthetic=False, seed=0):
+    """(reduced Minibatch, x̃) of a batch of MNIST (or MNIST-shaped random) images, as the reduced updates see it."""
+    from kltrain.kernels.layout import Minibatch
+    from kltrain.nets import MLP
+    from kltrain.nets.projected import reduce_minibatch
+    mlp = MLP.small() if net == "small" else MLP.hidden()
+    X, y = _images(batch, synthetic, seed)
+    red = reduce_minibatch(Minibatch.build(mlp, X, y))
+    return red.minibatch, red.reduce(mlp.init(seed))
+
+
+def _images(n, synthetic, seed=0):
+    if synthetic:
+        rng = np.random.default_rng(seed)
+        return (rng.random((n, 784)) * (rng.random((n, 784)) < 0.15)).astype(np.float32), rng.integers(0, 10, n)
+    from kltrain.nets.data import load_mnist
+    X, y, _, _ = load_mnist(quiet=True)
+    return X[seed * n:(seed + 1) * n], y[seed * n:(seed + 1) * n]
+
+
+def time_sgld_chain(n_steps=1000, net="hidden", synthetic=False, repeat=3, tau=0.01) -> dict:
+    """The reduced SGLD row: one chain of ``n_steps`` ε_j = 1/(1000 + j) on the persistent kernel (best of
+    ``repeat`` after a warm-up), with its parity against the CPU kernel on the same noise."""
+    from kltrain.kernels import cpu_backend, cuda_chain_runs
+    mb, x = _chain_problem(net, synthetic=synthetic)
+    eps = 1 / (1000 + np.arange(1, n_steps + 1))
+    gpu, seconds = _first_and_best(lambda: cuda_chain_runs.sgld_chain(mb, x, x, tau, eps, 1), repeat)
+    cpu = cpu_backend.sgld_chain(mb, x, x, tau, eps, 1)
+    return {"row": "SGLD (reduced, persistent)", "net": net, "steps": n_steps, "seconds": seconds,
+            "microseconds_per_step": 1e6 * seconds / max(n_steps - 1, 1), "parity": _relative(gpu[0], cpu[0])}
+
+
+def time_robbins_monro(iterations=30, draws=30, net="hidden", synthetic=False, repeat=3, tau=0.01,
+                       groups=(None, 1)) -> list[dict]:
+    """The reduced HR row (M = J = 30): the persistent iteration for each ``groups`` (None: the default
+    choice; 1: one block per run, every iteration in one launch), with parity against the CPU kernel."""
+    from kltrain.kernels import cpu_backend, cuda_chain_runs
+    mb, x = _chain_problem(net, synthetic=synthetic)
+    steps = 0.1 * np.arange(1, iterations + 1) ** -0.7
+    cpu = cpu_backend.robbins_monro(mb, x, tau, steps, draws, 1)[0]
+    rows = []
+    for g in groups:
+        G = g or cuda_chain_runs.default_groups(draws, 1)
+        (gpu, _), seconds = _first_and_best(lambda: cuda_chain_runs.robbins_monro(mb, x, tau, steps, draws, 1,
+                                                                                 groups=G), repeat)
+        rows.append({"row": "HR (reduced, persistent)", "net": net, "M": draws, "J": iterations, "groups": G,
+                     "seconds": seconds, "parity": _relative(gpu, cpu)})
+    return rows
+
+
+def time_batched_table(seeds=5, n_updates=20, net="hidden", synthetic=False, toy=False,
+                       algorithms=("sgd", "is", "sgld", "hr")) -> dict:
+    """Batched Table 6.1: 5 seeds × 4 algorithms (SGD, IS, SGLD, HR) side by side (kltrain.studies.batch)
+    beside the same runs one at a time, both on the GPU: wall seconds per update of the whole table, and
+    whether every run's numbers agree (they must, bit for bit)."""
+    import time
+    from dataclasses import replace
+
+    from kltrain.studies.batch import RunBatch, run_batch
+    from kltrain.studies.training import TrainConfig, train
+    configs = tuple(TrainConfig(a, net=net, n_updates=n_updates, eval_every=n_updates, n_test=100, seed=s,
+                                backend="cuda") for a in algorithms for s in range(seeds))
+    if toy:   # simulator size: 3 samples, M = J = 2
+        configs = tuple(replace(c, samples=3, hr_iterations=2, hr_samples=2) for c in configs)
+    X, y = _images(400, synthetic)
+    data = (X[:300], y[:300], X[300:], y[300:])
+    start = time.perf_counter()
+    together = run_batch(RunBatch(configs), data=data)
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    alone = [train(c, data=data, progress=False) for c in configs]
+    serial = time.perf_counter() - start
+    same = all(a.test_accuracy == b.test_accuracy and np.array_equal(a.final_params, b.final_params)
+               for a, b in zip(together, alone))
+    return {"row": "Table 6.1, batched", "runs": len(configs), "net": net, "updates": n_updates,
+            "seconds_per_update_batched": batched / n_updates, "seconds_per_update_one_at_a_time": serial / n_updates,
+            "speedup": serial / batched, "same_results": bool(same)}
+
+
+def _first_and_best(fn, repeat):
+    """(the first call's value: warm-up and parity, best wall time of ``repeat`` more calls)."""
+    import time
+    value, times = fn(), []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return value, min(times)
+
+
+def _relative(got, want) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
+
+
+def chain_rows(quick=False) -> dict:
+    """Issue 21's GPU rows in one call (``quick``: the small net and shorter runs)."""
+    net = "small" if quick else "hidden"
+    out = {"sgld": time_sgld_chain(100 if quick else 1000, net),
+           "hr": time_robbins_monro(net=net),
+           "table_6_1_batched": time_batched_table(2 if quick else 5, 5 if quick else 20, net)}
+    for value in out.values():
+        print(json.dumps(value), flush=True)
+    return out
 
 
 def tune_threads(counts, quick=False) -> list[dict]:
@@ -288,6 +397,8 @@ def main(argv=None) -> int:
     print("reduced IS update, best seconds per part:", result["profile_reduced_is"], flush=True)
     result["kernels"] = kernel_resources()
     print("kernel resources:", json.dumps(result["kernels"]), flush=True)
+    (out / "gpu.json").write_text(json.dumps(result, indent=1))
+    result["chains"] = chain_rows(args.quick)      # issue 21: persistent chains, many runs per launch
     (out / "gpu.json").write_text(json.dumps(result, indent=1))
     if args.sweep:
         sweep(out, 1 if args.quick else args.seeds, args.quick)

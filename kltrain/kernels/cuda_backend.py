@@ -15,6 +15,7 @@ from numba import cuda as nbcuda
 from ..estimators.importance import ISPartial, check_log_weights, check_sample_range
 from ..noise import GOLDEN, stream_key
 from . import cuda as K
+from . import cuda_chain_runs
 
 THREADS = 256          # threads per network block (H200, run 3: 256 beat 128 by 1.3x on SGLD and HR; 512 no better)
 COORD_THREADS = 256    # threads per block for per-coordinate kernels
@@ -118,6 +119,28 @@ def _langevin(d, e, e_next, tau, key, j, noise_scale):
 
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
+    """Algorithm 3 on the device: one persistent block (cuda_chains) for the reduced problem, else
+    :func:`sgld_chain_per_step`."""
+    if cuda_chain_runs.fits(mb):
+        return cuda_chain_runs.sgld_chain(mb, x, chain, tau, eps, seed, noise_scale)
+    return sgld_chain_per_step(mb, x, chain, tau, eps, seed, noise_scale)
+
+
+def sgld_chain_many(calls):
+    """``sgld_chain(*call)`` for each call; the reduced ones as the blocks of one launch (issue 21)."""
+    return _many(calls, sgld_chain, cuda_chain_runs.sgld_chain_many)
+
+
+def _many(calls, one, batched):
+    calls = list(calls)
+    fit = [i for i, c in enumerate(calls) if cuda_chain_runs.fits(c[0])]
+    out = [None if i in fit else one(*c) for i, c in enumerate(calls)]
+    for i, res in zip(fit, batched([calls[i] for i in fit]) if fit else ()):
+        out[i] = res
+    return out
+
+
+def sgld_chain_per_step(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     """Algorithm 3 on the device: per inner step one gradient block and one Langevin grid, no host sync."""
     eps = np.asarray(eps, np.float64)
     key = stream_key(seed)
@@ -132,6 +155,19 @@ def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+    """Algorithm 5 on the device: persistent blocks (cuda_chains) for the reduced problem, else
+    :func:`robbins_monro_per_step`."""
+    if cuda_chain_runs.fits(mb):
+        return cuda_chain_runs.robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale)
+    return robbins_monro_per_step(mb, x_k, tau, steps, n_samples, seed, grad_scale)
+
+
+def robbins_monro_many(calls):
+    """``robbins_monro(*call)`` for each call; the reduced ones in one set of launches (issue 21)."""
+    return _many(calls, robbins_monro, cuda_chain_runs.robbins_monro_many)
+
+
+def robbins_monro_per_step(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
     """Algorithm 5 on the device: per iteration M gradient blocks (atomically summed) and one update grid."""
     lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
     d_xk = nbcuda.to_device(_f32(x_k))
@@ -179,9 +215,11 @@ def self_check() -> None:
         "log_weights": (gpu_is[1], cpu_is[1]),
         "is_sum_w_eps": (gpu_is[0].sum_w_eps, cpu_is[0].sum_w_eps),
         "gradient": (loss_and_grad(mb, p)[1], cpu.loss_and_grad(mb, p)[1]),
-        "sgld_mean": (sgld_chain(mb, p, p, 0.1, eps, 3)[0], cpu.sgld_chain(mb, p, p, 0.1, eps, 3)[0]),
-        "robbins_monro": (robbins_monro(mb, p, 0.1, steps, 2, 4)[0], cpu.robbins_monro(mb, p, 0.1, steps, 2, 4)[0]),
+        "sgld_mean": (sgld_chain_per_step(mb, p, p, 0.1, eps, 3)[0], cpu.sgld_chain(mb, p, p, 0.1, eps, 3)[0]),
+        "robbins_monro": (robbins_monro_per_step(mb, p, 0.1, steps, 2, 4)[0],
+                          cpu.robbins_monro(mb, p, 0.1, steps, 2, 4)[0]),
     }
+    pairs.update(_chains_self_check(mb, p, eps, steps, cpu))
     for quantity, (gpu, ref) in pairs.items():
         gpu, ref = np.asarray(gpu, np.float64), np.asarray(ref, np.float64)
         error = float(np.max(np.abs(gpu - ref), initial=0.0)) if gpu.shape == ref.shape else np.inf
@@ -189,3 +227,18 @@ def self_check() -> None:
         if not error <= SELF_CHECK_TOLERANCE * scale:  # catches NaN too
             raise RuntimeError(f"CUDA kernels disagree with the CPU kernels on {quantity}: "
                                f"max |GPU - CPU| = {error:.3g} (tolerance {SELF_CHECK_TOLERANCE * scale:.3g})")
+
+
+def _chains_self_check(mb, p, eps, steps, cpu) -> dict:
+    """The persistent chain kernels (cuda_chains) against the CPU kernels: two runs in one launch, and
+    Robbins–Monro with two blocks per run (rm_apply)."""
+    (mean_a, chain_a, _), (mean_b, _, _) = cuda_chain_runs.sgld_chain_many(
+        [(mb, p, p, 0.1, eps, 3), (mb, p, p, 0.2, eps, 5, 0.5)])
+    return {
+        "sgld_chain_persistent": (np.concatenate([mean_a, chain_a, mean_b]), np.concatenate(
+            [*cpu.sgld_chain(mb, p, p, 0.1, eps, 3)[:2], cpu.sgld_chain(mb, p, p, 0.2, eps, 5, 0.5)[0]])),
+        "robbins_monro_persistent": (cuda_chain_runs.robbins_monro(mb, p, 0.1, steps, 2, 4, groups=1)[0],
+                                     cpu.robbins_monro(mb, p, 0.1, steps, 2, 4)[0]),
+        "robbins_monro_grouped": (cuda_chain_runs.robbins_monro(mb, p, 0.1, steps, 3, 4, groups=2)[0],
+                                  cpu.robbins_monro(mb, p, 0.1, steps, 3, 4)[0]),
+    }

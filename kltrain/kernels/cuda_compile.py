@@ -40,9 +40,33 @@ LAUNCH_TYPES: dict[str, tuple] = {
     "rm_update": (F32V, F32V, F32V, F32, F32, F64V),
 }
 
+# The persistent chains of kltrain.kernels.cuda_chains (issue 21), launched by cuda_chain_runs.py.
+F32M, I64M, F32T, U64V = nbt.float32[:, ::1], nbt.int64[:, ::1], nbt.float32[:, :, ::1], nbt.uint64[::1]
+_RUNS = (F32M, I64M, I64M, I64, I64, I64)             # xin, yin, dims, H, C, two
+CHAIN_LAUNCH_TYPES: dict[str, tuple] = {
+    "chain_noise": (U64V, I64, I64V, F32T),
+    "sgld_chains": _RUNS + (F32M, F32M, F32M, F32T, F32V, F32T, F64V),
+    "rm_chains": _RUNS + (F32M, F32M, F32V, F32M, F32V, I64, I64, I64, I64, F32T, F32T, F64V),
+    "rm_apply": (F32M, F32M, F32T, I64V, F32M, F32V, I64, F64V),
+}
+LAUNCH_TYPES.update(CHAIN_LAUNCH_TYPES)
+
+
+def kernel_module(name: str):
+    """The module that defines kernel ``name``."""
+    from . import cuda, cuda_chains
+    return cuda_chains if name in CHAIN_LAUNCH_TYPES else cuda
+
+
 def threads_per_block(name: str) -> int:
     """Threads per block the backend launches ``name`` with (network kernels: cuda_backend.THREADS)."""
     from .cuda_backend import COORD_THREADS, THREADS
+    from .cuda_chain_runs import NOISE_THREADS, RM_APPLY_THREADS
+    from .cuda_chains import MAX_THREADS
+    chains = {"chain_noise": NOISE_THREADS, "rm_apply": RM_APPLY_THREADS, "sgld_chains": MAX_THREADS,
+              "rm_chains": MAX_THREADS}  # the chains: up to one thread per hidden unit (224 for H = 200)
+    if name in chains:
+        return chains[name]
     return THREADS if name in ("log_weights", "loss_grad", "rm_grads") else COORD_THREADS
 
 
@@ -83,9 +107,8 @@ def target(cc):
 def compile_kernel(name: str, cc=(9, 0)) -> str:
     """PTX of kernel ``name`` for compute capability ``cc``; raises numba's error if it does not compile."""
     from numba import cuda
-    from . import cuda as K
     with target(cc):
-        ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, LAUNCH_TYPES[name], cc=tuple(cc))
+        ptx, _ = cuda.compile_ptx(getattr(kernel_module(name), name).py_func, LAUNCH_TYPES[name], cc=tuple(cc))
     return ptx
 
 

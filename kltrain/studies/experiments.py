@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
-from .training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data, train
+from .batch import RunBatch, run_batch
+from .training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data
 
 CHECKPOINTS = (100, 200, 300, 400, 500)
 PAPER_TABLE_6_1 = {"SGD": (0.75, 0.80, 0.85, 0.87, 0.87), "IS": (0.27, 0.45, 0.54, 0.57, 0.65),
@@ -243,22 +244,24 @@ def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer,
     n_seeds = (1 if quick else exp.default_seeds) if seeds is None else seeds
     folder = experiment_folder(out, name, quick)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
-    data_cache, runs = {}, {}
+    runs, pending = {}, {}
     for label, cfg in exp.configs.items():
         cfg = replace(quick_config(cfg) if quick else cfg, backend=backend)
         runs[label] = []
         for seed in range(n_seeds):
             path = folder / "runs" / f"{_slug(label)}-seed{seed}.json"
             run_cfg = replace(cfg, seed=seed)
-            res = finished_run(path, run_cfg, overwrite)
-            if res is None:
-                key = (cfg.dataset, cfg.n_test)
-                if key not in data_cache:  # loaded lazily: a fully resumed experiment loads nothing
-                    data_cache[key] = load_data(cfg)
-                res = train(run_cfg, data=data_cache[key], progress=progress,
-                            backend=None if isinstance(chosen, str) else chosen,
-                            checkpoint=lambda r, path=path: r.to_json(path))   # kept at every evaluation
-            runs[label].append(res)
+            runs[label].append(finished_run(path, run_cfg, overwrite))
+            if runs[label][-1] is None:   # to train: grouped by the data they share
+                pending.setdefault((cfg.dataset, cfg.n_test), []).append((label, seed, run_cfg, path))
+    for todo in pending.values():   # loaded lazily: a fully resumed experiment loads nothing
+        # the runs side by side (kltrain.studies.batch: one set of GPU launches; on the CPU one after another)
+        done = run_batch(RunBatch(tuple(c for _, _, c, _ in todo)), data=load_data(todo[0][2]), backend=chosen,
+                         checkpoints=[lambda r, path=path: r.to_json(path) for *_, path in todo],  # kept at every evaluation
+                         progress=progress)
+        for (label, seed, _, _), res in zip(todo, done):
+            runs[label][seed] = res
+    for label in exp.configs:
         printer(f"  {label:<28} final accuracy {np.mean([r.test_accuracy[-1] for r in runs[label]]):.3f} "
                 f"(median {np.median(np.concatenate([r.seconds for r in runs[label]])):.4f} s/update)")
     result = ExperimentResult(exp, runs, quick)

@@ -19,7 +19,8 @@ import numpy as np
 
 from .readings import (ALGORITHMS, BETA_GRID, CHECKPOINTS, PAPER_TABLE_6_1, READINGS, Reading, beta_readings,
                        checkpoints_for, fit_beta, ordering_matches, paper_configs, rmse)
-from .training import TrainConfig, load_data, train
+from .batch import RunBatch, run_batch
+from .training import TrainConfig, load_data
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -50,17 +51,33 @@ def stored_run(cfg: TrainConfig, folder: Path) -> dict | None:
 
 def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
     """The stored run of ``cfg`` if present (same hash), else train it and store it."""
-    stored = stored_run(cfg, folder)
-    if stored is not None:
-        return stored
-    key = config_hash(cfg)
-    path = Path(folder) / f"{cfg.algorithm}-{key}.json"
-    res = train(cfg, data=data, progress=progress)
-    record = {"config_hash": key, "config": asdict(cfg), "eval_updates": res.eval_updates,
-              "test_accuracy": res.test_accuracy, "seconds_per_update": res.seconds_per_update,
-              "seconds": float(np.sum(res.seconds))}
-    write_json_atomic(path, record)
-    return record
+    return run_many([cfg], folder, data, progress)[0]
+
+
+def run_many(cfgs, folder: Path, data, progress=False) -> list[dict]:
+    """:func:`run_once` of each config; those not stored are trained side by side (kltrain.studies.batch:
+    one set of GPU launches, or one after another on the CPU), each stored as it finishes."""
+    records: list = [stored_run(cfg, folder) for cfg in cfgs]
+    todo = {config_hash(cfg): cfg for cfg, rec in zip(cfgs, records) if rec is None}   # shared configs train once
+    if todo:
+        batch = RunBatch(tuple(todo.values()))
+        results = run_batch(batch, data=data, progress=progress,
+                            checkpoints=[lambda r, cfg=cfg: _store_finished(cfg, folder, r) for cfg in batch.configs])
+        done = {config_hash(cfg): _record(cfg, res) for cfg, res in zip(batch.configs, results)}
+        records = [done[config_hash(cfg)] if rec is None else rec for cfg, rec in zip(cfgs, records)]
+    return records
+
+
+def _record(cfg: TrainConfig, res) -> dict:
+    return {"config_hash": config_hash(cfg), "config": asdict(cfg), "eval_updates": res.eval_updates,
+            "test_accuracy": res.test_accuracy, "seconds_per_update": res.seconds_per_update,
+            "seconds": float(np.sum(res.seconds))}
+
+
+def _store_finished(cfg: TrainConfig, folder: Path, res) -> None:
+    """train's checkpoint: store the record once the run is done (unfinished runs are not stored)."""
+    if res.status == "done":
+        write_json_atomic(Path(folder) / f"{cfg.algorithm}-{config_hash(cfg)}.json", _record(cfg, res))
 
 
 # -- the study ------------------------------------------------------------------------
@@ -118,8 +135,9 @@ def run_study(study: StudyConfig, out="kltrain-results", printer=print, progress
                 printer(f"  {reading.name:<22} no seed stored for all four algorithms: skipped")
                 continue
         else:
-            records = {label: [run_once(replace(reading.apply(cfg), seed=s), folder / "runs", data, progress)
-                               for s in range(n_seeds)] for label, cfg in base.items()}
+            cfgs = [(label, replace(reading.apply(cfg), seed=s)) for label, cfg in base.items() for s in range(n_seeds)]
+            flat = run_many([c for _, c in cfgs], folder / "runs", data, progress)
+            records = {label: [rec for (lab, _), rec in zip(cfgs, flat) if lab == label] for label in base}
         entry = summarize(reading, records)
         summary.append(entry)
         holds = "yes" if entry["ordering_matches"] else "no "
