@@ -38,14 +38,26 @@ from .cuda import MAX_BATCH, MAX_CLASSES, normal, sample_key
 from .cuda_qr import MAX_ROWS, META_RANK, META_STATUS, STATUS_FALLBACK
 
 REDUCED_THREADS = 256          # threads per block of is_samples (and the accumulators' stride)
-PER_THREAD = 28                # reduced coordinates one thread accumulates
-POOL_EPS = 7168                # = REDUCED_THREADS·PER_THREAD: one sample's noise, in shared memory
+PER_THREAD = 27                # reduced coordinates one thread accumulates
+POOL_EPS = 6912                # = REDUCED_THREADS·PER_THREAD: one sample's noise, in shared memory
 POOL_PRE = 4096                # B·H hidden pre-activations
 POOL_LOGITS = MAX_BATCH * MAX_CLASSES
 TILE = 32                      # pixels (and hidden units) per reduce_params tile
 ACC_ROWS = 3                   # basis columns per reduce_params thread: blockDim.y·ACC_ROWS ≥ r
 SGD_THREADS = 256
+# ptxas bounds: unbounded, is_samples takes 152 registers (one 256-thread block per SM); at ≤ 128 it
+# spills 12 bytes and two blocks fit (25% theoretical occupancy); at ≤ 80, three blocks but 216 bytes spill.
+LAUNCH_BOUNDS = {"is_samples": (REDUCED_THREADS, 2)}
 NO_BAD_SAMPLE = np.int64(2 ** 62)
+
+def _kernel(name):
+    """``cuda.jit(cache=True)`` with the kernel's :data:`LAUNCH_BOUNDS` (the simulator takes none)."""
+    from numba import config
+    bounds = LAUNCH_BOUNDS.get(name)
+    if bounds is None or config.ENABLE_CUDASIM:
+        return cuda.jit(cache=True)
+    return cuda.jit(cache=True, launch_bounds=bounds)
+
 
 # lay (int64): the full net's shape as the reduced kernels read it
 LAY_IN, LAY_HIDDEN, LAY_CLASSES, LAY_TWO, LAY_REST = range(5)
@@ -163,7 +175,7 @@ def _usable(lw):
     return lw < math.inf
 
 
-@cuda.jit(cache=True)
+@_kernel("is_samples")
 def is_samples(xr, tri, meta, y, idx, B, lay, s, key, J, antithetic, beta, log_w, part, stats, bad, loss0):
     """Block g: its samples' log weights and (m, Σw, Σw², Σw̃², Σ w ξ) in the log scale m.
 
@@ -180,8 +192,11 @@ def is_samples(xr, tri, meta, y, idx, B, lay, s, key, J, antithetic, beta, log_w
     tid, nt, g = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
     r = meta[META_RANK]
     dim = r * lay[LAY_HIDDEN] + lay[LAY_REST]
+    base = tid * PER_THREAD                               # this thread's coordinates: base … base + PER_THREAD − 1
     for k in range(PER_THREAD):
         acc[k] = float32(0.0)
+    for c in range(dim + tid, PER_THREAD * nt, nt):       # the pool's tail stays 0: the sums need no bounds test
+        eps[c] = float32(0.0)
     if g == 0:
         for c in range(tid, dim, nt):
             eps[c] = float32(0.0)
@@ -195,10 +210,8 @@ def is_samples(xr, tri, meta, y, idx, B, lay, s, key, J, antithetic, beta, log_w
     for u in range(g, units, cuda.gridDim.x):
         j0 = 2 * u if antithetic else u
         skey = sample_key(key, u)                         # antithetic: sample 2u and 2u+1 share ξ_u
-        for k in range(PER_THREAD):
-            c = tid + k * nt
-            if c < dim:
-                eps[c] = normal(skey, c)
+        for c in range(tid, dim, nt):                     # a run-time loop: unrolled, it holds 10⁲ registers
+            eps[c] = normal(skey, c)
         cuda.syncthreads()
         lw0 = _reduced_log_weight(xr, s, eps, tri, r, y, idx, B, lay, beta, pre, logits, rowloss, scal)
         lw1 = float32(-math.inf)
@@ -227,15 +240,12 @@ def is_samples(xr, tri, meta, y, idx, B, lay, s, key, J, antithetic, beta, log_w
         sw2 = sw2 * scale * scale + float64(w0) * w0 + float64(w1) * w1
         so = so * scale * scale + float64(wd) * wd
         for k in range(PER_THREAD):
-            c = tid + k * nt
-            e = eps[c] if c < dim else float32(0.0)
-            acc[k] = acc[k] * scale + wd * e
+            acc[k] = acc[k] * scale + wd * eps[base + k]
         m = m_new
         cuda.syncthreads()                                # eps is overwritten by the next unit
     for k in range(PER_THREAD):
-        c = tid + k * nt
-        if c < dim:
-            part[g, c] = acc[k]
+        if base + k < dim:
+            part[g, base + k] = acc[k]
     if tid == 0:
         stats[g, 0], stats[g, 1], stats[g, 2], stats[g, 3] = m, sw, sw2, so
 

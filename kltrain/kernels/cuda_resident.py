@@ -45,18 +45,23 @@ class LaunchShape:
     sgd_threads: int = R.SGD_THREADS
     sgd_blocks: int | None = None         # None: as many as can be co-resident (a cooperative launch)
 
+    @classmethod
+    def simulated(cls) -> "LaunchShape":
+        """Tiny blocks for the CUDA simulator (it runs each thread as a Python thread)."""
+        return cls(qr_threads=16, sample_threads=32, sample_blocks=2, coord_threads=32, sgd_threads=32)
+
     def blocks_for_samples(self) -> int:
         if self.sample_blocks is not None:
             return self.sample_blocks
         return 4 * _multiprocessors()
 
 
-DEFAULT_SHAPE = LaunchShape()
-
-
 def _simulated() -> bool:
     from numba import config
     return bool(config.ENABLE_CUDASIM)
+
+
+DEFAULT_SHAPE = LaunchShape.simulated() if _simulated() else LaunchShape()
 
 
 def _multiprocessors() -> int:
@@ -281,8 +286,11 @@ def reduced_importance_update(mb, params, tau, seed, n_samples, antithetic=False
 
     Same numbers as :func:`kltrain.nets.projected.projected_importance_update` on the CPU to
     float32 rounding. The minibatch and buffers are cached on ``mb``; the parameters go up,
-    the update and its J log weights come down (the resident class avoids both).
+    the update and its J log weights come down (the resident class avoids both). None when the
+    kernels do not cover this net or batch (:func:`unsupported`): the caller's host path runs.
     """
+    if unsupported(mb.net, mb.batch_size):
+        return None
     res = mb.__dict__.get("_cuda_resident")
     if res is None:
         res = ResidentMLP(mb.net, mb.X, mb.y, params)

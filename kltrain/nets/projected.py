@@ -175,6 +175,11 @@ def projected_importance_update(backend, mb, params, tau, seed, n_samples, antit
     """One exact-in-distribution IS update (Alg. 4) on β·f, β = ``loss_scale``: (x + √τ·Δ, ISInfo)."""
     if n_samples >= SECOND_SAMPLE:
         raise ValueError(f"n_samples must be < {SECOND_SAMPLE}, got {n_samples}")
+    on_device = getattr(backend, "reduced_importance_update", None)   # CUDA: the same update, all on the GPU
+    if on_device is not None:
+        result = on_device(mb, params, tau, seed, n_samples, antithetic, loss_scale)
+        if result is not None:             # None: the device kernels do not cover this net or batch
+            return result
     with single_blas_thread():  # the small dense products around the kernel must not leave BLAS threads spinning
         return _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale)
 
