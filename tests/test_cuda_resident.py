@@ -18,8 +18,6 @@ from kltrain.nets import MLP
 from kltrain.nets.basis import rank_tolerance, row_space_basis
 from kltrain.nets.projected import projected_importance_update
 
-pytestmark = pytest.mark.skipif(cuda_available(), reason="simulator tests (NUMBA_ENABLE_CUDASIM=1, the test default)")
-
 CPU = get_backend("cpu")
 TOL = 5e-6
 
@@ -288,3 +286,24 @@ def test_fused_sgd_steps_equal_the_cpu_gradient(R, sizes):
         assert report.grad_norm == pytest.approx(2 * np.linalg.norm(grad), rel=1e-5)
         expected = expected - 0.3 * 2 * grad
     np.testing.assert_allclose(res.params(), expected, atol=TOL)
+
+
+# -- on a real GPU (bash validation/gpu_session.sh runs these) ----------------------------------------------
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU (run with NUMBA_ENABLE_CUDASIM=0)")
+def test_resident_updates_match_the_cpu_on_the_paper_net():
+    from kltrain.kernels.cuda_resident import ResidentMLP
+    from kltrain.nets.data import load_mnist
+    X, y, _, _ = load_mnist(quiet=True)
+    net = MLP.hidden()
+    mb, p = Minibatch.build(net, X[:20], y[:20]), net.init(0)
+    res = ResidentMLP(net, X, y, p)
+    res.set_batch(np.arange(20))
+    report = res.importance_update(0.01, 1, 256)
+    expected, info = projected_importance_update(CPU, mb, p, 0.01, 1, 256)
+    np.testing.assert_allclose(res.params(), expected, atol=1e-5)
+    assert report.ess == pytest.approx(info.ess, rel=1e-4) and report.syncs == 1
+    res.load_params(p)
+    res.sgd_update(0.1)
+    np.testing.assert_allclose(res.params(), p - 0.1 * CPU.loss_and_grad(mb, p)[1], atol=1e-6)
+

@@ -150,6 +150,7 @@ class ResidentMLP:
         self._blocks = self.shape.blocks_for_samples()
         self.part = cuda.device_array((self._blocks, self.dim_max), f32)
         self.stats = cuda.device_array((self._blocks, 4), np.float64)
+        self.trace: list | None = None    # a list: (kernel, event after it) per launch, for the profile
         self.pre = cuda.device_array(Q.MAX_ROWS * H, f32)
         self.d1 = cuda.device_array(Q.MAX_ROWS * H, f32)
         self.delta = cuda.device_array(Q.MAX_ROWS * C, f32)
@@ -182,6 +183,13 @@ class ResidentMLP:
         self.rows.copy_to_device(self._rows_host, stream=self.stream)   # pinned: does not wait
         self.batch_size = rows.size
 
+    def _mark(self, name: str) -> None:
+        """With tracing on, an event after the launch just queued (kernel shares of an update)."""
+        if self.trace is not None:
+            event = cuda.event()
+            event.record(self.stream)
+            self.trace.append((name, event))
+
     def _read_report(self) -> np.ndarray:
         """The update's one synchronisation: the report, copied into pinned memory."""
         self.report.copy_to_host(self._report_host, stream=self.stream)
@@ -203,8 +211,10 @@ class ResidentMLP:
         if self.log_w.size < J:
             self.log_w = cuda.device_array(J, np.float32)
         st, B = self.stream, self.batch_size
+        self._mark("start")
         Q.minibatch_qr[1, self.shape.qr_threads, st](self.X, self.rows, B, rank_tolerance(B, self.net.sizes[0]),
                                                      self.basis, self.tri, self.u64, self.meta)
+        self._mark("minibatch_qr")
         report, syncs = self._reduced_is(s, key, okey, J, antithetic, loss_scale), 1
         if report[R.REPORT_STATUS] == R.QR_FALLBACK:       # the device basis is not trusted: the host's
             self._host_basis()
@@ -228,16 +238,20 @@ class ResidentMLP:
         tile = min(R.TILE, H)
         R.reduce_params[-(-H // tile), (tile, lanes), st](self.params_d, self.basis, self.meta, self.lay, okey,
                                                           self.xr, self.bz, self.bad)
+        self._mark("reduce_params")
         units = (J + 1) // 2 if antithetic else J
         R.is_samples[min(units, self._blocks), sh.sample_threads, st](
             self.xr, self.tri, self.meta, self.y, self.rows, B, self.lay, s, key, J, bool(antithetic),
             np.float32(beta), self.log_w, self.part, self.stats[:min(units, self._blocks)], self.bad, self.loss0)
+        self._mark("is_samples")
         ct = sh.coord_threads
         R.is_finish[-(-self.dim_max // ct), ct, st](self.xr, self.meta, self.lay, s,
                                                     self.stats[:min(units, self._blocks)], self.part, self.bad,
                                                     self.loss0, self.new, self.report)
+        self._mark("is_finish")
         R.lift[-(-self.net.n_params // ct), ct, st](self.params_d, self.basis, self.meta, self.lay, okey, self.xr,
                                                     self.bz, self.new, self.report)
+        self._mark("lift")
         return self._read_report()
 
     def _host_basis(self) -> None:
@@ -268,9 +282,11 @@ class ResidentMLP:
             raise ValueError("set_batch(rows) must come before the first update")
         threads = self.shape.sgd_threads
         blocks = self.shape.sgd_blocks or self._sgd_blocks(threads)
+        self._mark("start")
         R.sgd_step[blocks, threads, self.stream](self.params_d, self.X, self.y, self.rows, self.batch_size, self.lay,
                                                  np.float32(learning_rate), np.float32(loss_scale), self.pre,
                                                  self.delta, self.d1, self.report)
+        self._mark("sgd_step")
         report = self._read_report()
         return SGDReport(float(report[0]), float(np.sqrt(report[1])))
 
