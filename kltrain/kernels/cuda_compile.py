@@ -20,6 +20,7 @@ import contextlib
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from numba import types as nbt
 
@@ -113,8 +114,9 @@ def compile_kernel(name: str, cc=(9, 0)) -> str:
     """PTX of kernel ``name`` for compute capability ``cc``; raises numba's error if it does not compile."""
     from numba import cuda
     bounds = getattr(kernel_module(name), "LAUNCH_BOUNDS", {}).get(name)   # as the module's decorator has it
+    options: dict[str, Any] = {"launch_bounds": bounds} if bounds else {}
     with target(cc):
-        ptx, _ = cuda.compile_ptx(kernel(name).py_func, LAUNCH_TYPES[name], cc=tuple(cc), launch_bounds=bounds)
+        ptx, _ = cuda.compile_ptx(kernel(name).py_func, LAUNCH_TYPES[name], cc=tuple(cc), **options)
     return ptx
 
 

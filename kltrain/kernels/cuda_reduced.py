@@ -54,7 +54,7 @@ def _kernel(name):
     """``cuda.jit(cache=True)`` with the kernel's :data:`LAUNCH_BOUNDS` (the simulator takes none)."""
     from numba import config
     bounds = LAUNCH_BOUNDS.get(name)
-    if bounds is None or config.ENABLE_CUDASIM:
+    if bounds is None or getattr(config, "ENABLE_CUDASIM", 0):
         return cuda.jit(cache=True)
     return cuda.jit(cache=True, launch_bounds=bounds)
 

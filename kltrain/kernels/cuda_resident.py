@@ -58,7 +58,7 @@ class LaunchShape:
 
 def _simulated() -> bool:
     from numba import config
-    return bool(config.ENABLE_CUDASIM)
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
 DEFAULT_SHAPE = LaunchShape.simulated() if _simulated() else LaunchShape()
