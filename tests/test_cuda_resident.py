@@ -307,3 +307,37 @@ def test_resident_updates_match_the_cpu_on_the_paper_net():
     res.sgd_update(0.1)
     np.testing.assert_allclose(res.params(), p - 0.1 * CPU.loss_and_grad(mb, p)[1], atol=1e-6)
 
+
+
+# -- the training loop with the state on the device --------------------------------------------------------
+@pytest.mark.parametrize("algorithm,sgd_first", [("is", 1), ("sgd", 0)])
+def test_training_loop_on_the_device_equals_the_cpu_loop(R, algorithm, sgd_first, transfers):
+    from kltrain.studies.training import TrainConfig, train
+    rng = np.random.default_rng(5)
+    X = (rng.random((40, 784)) * (rng.random((40, 784)) < 0.15)).astype(np.float32)
+    data = (X[:30], rng.integers(0, 10, 30), X[30:], rng.integers(0, 10, 10))
+    runs = {}
+    transfers.clear()
+    for backend in ("cuda", "cpu"):
+        config = TrainConfig(algorithm, net="small", n_updates=3, batch_size=3, samples=4, sgd_first=sgd_first,
+                             eval_every=2, n_test=10, loss_scale=2.0, backend=backend, seed=3)
+        runs[backend] = train(config, data=data, progress=False)
+        if backend == "cuda":     # resident: per update one report; parameters down at 2 evaluations and the end
+            assert transfers["device→host"] == 3 + 3 and transfers["wait"] == 3 + 3
+    gpu, cpu = runs["cuda"], runs["cpu"]
+    np.testing.assert_allclose(gpu.final_params, cpu.final_params, atol=1e-5)
+    np.testing.assert_allclose(gpu.minibatch_loss, cpu.minibatch_loss, rtol=1e-5)
+    assert gpu.eval_updates == cpu.eval_updates == [0, 2, 3] and gpu.test_accuracy == cpu.test_accuracy
+
+
+def test_the_device_loop_runs_only_what_it_covers(R):
+    from kltrain.nets import MLP
+    from kltrain.studies.resident import applies
+    from kltrain.studies.training import TrainConfig
+    net = MLP.small()
+    is_config = TrainConfig("is", net="small", backend="cuda")
+    assert applies(is_config, "cuda", is_config.update_rule(), net)
+    assert not applies(is_config, "cpu", is_config.update_rule(), net)
+    for other in (TrainConfig("sgld", net="small"), TrainConfig("is", net="small", projected=False),
+                  TrainConfig("is", net="small", batch_size=30)):
+        assert not applies(other, "cuda", other.update_rule(), net)
