@@ -126,6 +126,18 @@ def reduce_params(params, basis, meta, lay, okey, xr, bz, bad):
 
 # -- 3. the samples: log weights and the online weighted noise sum -----------------------------------
 @cuda.jit(device=True)
+def _row_softmax(z, b, C, label):
+    """(cross-entropy of row b of the B×C logits z (flat), the row's max, Σ_o e^{z − max})."""
+    top = z[b * C]
+    for o in range(1, C):
+        top = max(top, z[b * C + o])
+    total = float32(0.0)
+    for o in range(C):
+        total += math.exp(z[b * C + o] - top)
+    return math.log(total) + top - z[b * C + label], top, total
+
+
+@cuda.jit(device=True)
 def _reduced_log_weight(xr, ss, eps, tri, r, y, idx, B, lay, beta, pre, logits, rowloss, scal):
     """−β f̃(x̃ + ss·ξ) on the reduced minibatch Rᵀ, ξ in ``eps`` (shared); every thread gets it."""
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
@@ -151,14 +163,10 @@ def _reduced_log_weight(xr, ss, eps, tri, r, y, idx, B, lay, beta, pre, logits, 
             logits[p] = z
         cuda.syncthreads()
     for b in range(tid, B, nt):                           # cross-entropy of each row
-        top = logits[b * C] if two == 1 else pre[b * C]
-        for o in range(1, C):
-            top = max(top, logits[b * C + o] if two == 1 else pre[b * C + o])
-        total = float32(0.0)
-        for o in range(C):
-            total += math.exp((logits[b * C + o] if two == 1 else pre[b * C + o]) - top)
-        label = y[idx[b]]
-        rowloss[b] = math.log(total) + top - (logits[b * C + label] if two == 1 else pre[b * C + label])
+        if two == 1:
+            rowloss[b] = _row_softmax(logits, b, C, y[idx[b]])[0]
+        else:
+            rowloss[b] = _row_softmax(pre, b, C, y[idx[b]])[0]
     cuda.syncthreads()
     if tid == 0:
         total = float32(0.0)
@@ -370,14 +378,8 @@ def sgd_step(params, X, y, idx, B, lay, lr, beta, pre, delta, d1, report):
                 logits[p] = pre[p]
         cuda.syncthreads()
         for b in range(tid, B, nt):
-            top = logits[b * C]
-            for o in range(1, C):
-                top = max(top, logits[b * C + o])
-            total = float32(0.0)
-            for o in range(C):
-                total += math.exp(logits[b * C + o] - top)
             label = y[idx[b]]
-            rowloss[b] = math.log(total) + top - logits[b * C + label]
+            rowloss[b], top, total = _row_softmax(logits, b, C, label)
             for o in range(C):
                 delta[b * C + o] = beta * (math.exp(logits[b * C + o] - top) / total
                                            - (float32(1.0) if o == label else float32(0.0))) / B
