@@ -42,6 +42,7 @@ from ..nets.basis import rank_tolerance  # noqa: F401  (the host passes rank_tol
 
 MAX_ROWS = 24        # minibatch rows (= kltrain.kernels.cuda.MAX_BATCH)
 QR_THREADS = 256     # threads of the one block
+STAGE = 128          # pixels per shared-memory stage of the Gram passes
 STATUS_OK, STATUS_BLANK, STATUS_FALLBACK = 0, 1, 2
 ORTHOGONALITY_LIMIT = 0.1   # max |G₂ − I| after the first pass beyond which CholeskyQR2 is not trusted
 META_RANK, META_STATUS, META_ROWS = 0, 1, 2   # meta[2 + q]: the minibatch row of the q-th basis vector
@@ -84,17 +85,28 @@ def minibatch_qr(X, idx, B, tol_rel, basis, tri, u64, meta):
     L = cuda.shared.array((MAX_ROWS, MAX_ROWS), float64)    # L[b, q] = a_b·ũ_q (first pass)
     C = cuda.shared.array((MAX_ROWS, MAX_ROWS), float64)    # a compact lower-triangular factor
     Ci = cuda.shared.array((MAX_ROWS, MAX_ROWS), float64)   # its inverse
+    stage = cuda.shared.array((MAX_ROWS, STAGE), float64)   # STAGE pixels of every row (or basis column)
     rows = cuda.shared.array(MAX_ROWS, int64)
     state = cuda.shared.array(2, float64)
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
     n_in = X.shape[1]
-    for p in range(tid, B * (B + 1) // 2, nt):            # G = A Aᵀ, float64 (float32 products are exact)
-        a, b = _pair(p)
+    npairs = B * (B + 1) // 2
+    for g0 in range(0, npairs, nt):                      # G = A Aᵀ, float64 (float32 products are exact)
+        p = g0 + tid
+        a, b = _pair(p) if p < npairs else (0, 0)
         s = float64(0.0)
-        for i in range(n_in):
-            s += float64(X[idx[a], i]) * float64(X[idx[b], i])
-        G[a, b] = s
-        G[b, a] = s
+        for i0 in range(0, n_in, STAGE):                  # the rows' pixels staged, coalesced, STAGE at a time
+            for q in range(tid, B * STAGE, nt):
+                i = i0 + q % STAGE
+                stage[q // STAGE, q % STAGE] = float64(X[idx[q // STAGE], i]) if i < n_in else 0.0
+            cuda.syncthreads()
+            if p < npairs:
+                for ii in range(min(STAGE, n_in - i0)):
+                    s += stage[a, ii] * stage[b, ii]
+            cuda.syncthreads()
+        if p < npairs:
+            G[a, b] = s
+            G[b, a] = s
     cuda.syncthreads()
     top = float64(0.0)
     for b in range(B):
@@ -139,13 +151,23 @@ def minibatch_qr(X, idx, B, tol_rel, basis, tri, u64, meta):
                 s += Ci[q, p] * float64(X[idx[rows[p]], i])
             u64[i, q] = s
     cuda.syncthreads()
-    for p in range(tid, r * (r + 1) // 2, nt):            # second pass: G₂ = Ũ₁ᵀŨ₁
-        a, b = _pair(p)
+    npairs = r * (r + 1) // 2
+    for g0 in range(0, npairs, nt):                      # second pass: G₂ = Ũ₁ᵀŨ₁, staged likewise
+        p = g0 + tid
+        a, b = _pair(p) if p < npairs else (0, 0)
         s = float64(0.0)
-        for i in range(n_in):
-            s += u64[i, a] * u64[i, b]
-        G[a, b] = s
-        G[b, a] = s
+        for i0 in range(0, n_in, STAGE):
+            for q in range(tid, r * STAGE, nt):
+                i = i0 + q // r
+                stage[q % r, q // r] = u64[i, q % r] if i < n_in else 0.0
+            cuda.syncthreads()
+            if p < npairs:
+                for ii in range(min(STAGE, n_in - i0)):
+                    s += stage[a, ii] * stage[b, ii]
+            cuda.syncthreads()
+        if p < npairs:
+            G[a, b] = s
+            G[b, a] = s
     cuda.syncthreads()
     if tid == 0:
         worst = float64(0.0)

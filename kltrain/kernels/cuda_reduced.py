@@ -275,7 +275,7 @@ def is_finish(xr, meta, lay, s, stats, part, bad, loss0, new, report):
                 f = math.exp(stats[g, 0] - top)
                 sw += f * stats[g, 1]
                 acc += f * part[g, c]
-        new[c] = float32(xr[c] + s * acc / sw)
+        new[c] = float32(xr[c] + s * acc / sw) if sw > 0 else xr[c]   # sw = 0: no weight; the lift is skipped
     if c == 0:
         sw = sw2 = so = float64(0.0)
         for g in range(stats.shape[0]):

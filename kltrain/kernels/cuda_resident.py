@@ -40,7 +40,7 @@ class LaunchShape:
 
     qr_threads: int = Q.QR_THREADS
     sample_threads: int = R.REDUCED_THREADS
-    sample_blocks: int | None = None      # None: 4 per multiprocessor
+    sample_blocks: int | None = None      # None: 2 per multiprocessor (is_samples' launch bounds: 2 resident)
     coord_threads: int = 256
     sgd_threads: int = R.SGD_THREADS
     sgd_blocks: int | None = None         # None: as many as can be co-resident (a cooperative launch)
@@ -53,7 +53,7 @@ class LaunchShape:
     def blocks_for_samples(self) -> int:
         if self.sample_blocks is not None:
             return self.sample_blocks
-        return 4 * _multiprocessors()
+        return 2 * _multiprocessors()
 
 
 def _simulated() -> bool:
@@ -150,6 +150,7 @@ class ResidentMLP:
         self._blocks = self.shape.blocks_for_samples()
         self.part = cuda.device_array((self._blocks, self.dim_max), f32)
         self.stats = cuda.device_array((self._blocks, 4), np.float64)
+        self._sgd_grid: int | None = None
         self.trace: list | None = None    # a list: (kernel, event after it) per launch, for the profile
         self.pre = cuda.device_array(Q.MAX_ROWS * H, f32)
         self.d1 = cuda.device_array(Q.MAX_ROWS * H, f32)
@@ -281,20 +282,25 @@ class ResidentMLP:
         if not self.batch_size:
             raise ValueError("set_batch(rows) must come before the first update")
         threads = self.shape.sgd_threads
-        blocks = self.shape.sgd_blocks or self._sgd_blocks(threads)
+        args = (self.params_d, self.X, self.y, self.rows, self.batch_size, self.lay, np.float32(learning_rate),
+                np.float32(loss_scale), self.pre, self.delta, self.d1, self.report)
+        blocks = self.shape.sgd_blocks or self._sgd_blocks(threads, args)
         self._mark("start")
-        R.sgd_step[blocks, threads, self.stream](self.params_d, self.X, self.y, self.rows, self.batch_size, self.lay,
-                                                 np.float32(learning_rate), np.float32(loss_scale), self.pre,
-                                                 self.delta, self.d1, self.report)
+        R.sgd_step[blocks, threads, self.stream](*args)
         self._mark("sgd_step")
         report = self._read_report()
         return SGDReport(float(report[0]), float(np.sqrt(report[1])))
 
-    def _sgd_blocks(self, threads) -> int:
+    def _sgd_blocks(self, threads, args) -> int:
+        """Blocks of the cooperative SGD launch: all co-resident (a grid barrier needs them to be)."""
         if _simulated():
             return 1     # the simulator runs cooperative grids of one block
-        most = self.net.n_params // threads + 1
-        return max(1, min(most, R.sgd_step.max_cooperative_grid_blocks(threads)))
+        if self._sgd_grid is None:
+            from numba import typeof
+            compiled = R.sgd_step.compile(tuple(typeof(a) for a in args))   # the launch's own specialisation
+            most = self.net.n_params // threads + 1
+            self._sgd_grid = max(1, min(most, compiled.max_cooperative_grid_blocks(threads)))
+        return self._sgd_grid
 
 
 def reduced_importance_update(mb, params, tau, seed, n_samples, antithetic=False, loss_scale=1.0):
