@@ -20,7 +20,7 @@ from numba import types as nbt
 
 import kltrain.kernels as kernels
 from kltrain.kernels import cuda_backend
-from kltrain.kernels.cuda_compile import LAUNCH_TYPES, occupancy
+from kltrain.kernels.cuda_compile import KERNEL_MODULES, LAUNCH_TYPES, kernel, kernel_module, occupancy
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
@@ -61,6 +61,22 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiler):
     for row in (line.split() for line in run.stdout.splitlines()):
         if row and row[0] in ("sgld_chains", "rm_chains"):
             assert row[3:5] == ["0", "0"], f"{row[0]} on {row[1]}: {row[3]} spill bytes, {row[4]} stack bytes"
+    stacks = _stack_beyond_sincos(run.stdout)
+    resident = [n for n in KERNEL_MODULES]
+    assert all(stacks[n] == 0 for n in resident), f"a resident kernel keeps a local array: {stacks}"
+    assert stacks["log_weights"] > 0   # negative control: its per-thread accumulator is dynamically indexed
+
+
+def _stack_beyond_sincos(table: str) -> dict:
+    """Per kernel, the largest stack frame beyond libdevice's sin/cos range reduction (32 bytes, which
+    ``normals`` shows alone) and the spill slots: what a dynamically indexed local array would add."""
+    out: dict = {}
+    for line in table.splitlines():
+        cells = line.split()
+        if len(cells) == 8 and cells[1].startswith("sm_") and cells[2].isdigit():
+            spill, stack = int(cells[3]), int(cells[4])
+            out[cells[0]] = max(out.get(cells[0], 0), max(stack - 32 - spill, 0))
+    return out
 
 
 def test_the_compile_tier_catches_what_the_simulator_hides(compiler):
@@ -90,7 +106,6 @@ def _numba_type(value):
 
 @pytest.mark.skipif(not SIMULATED, reason="records launches under the CUDA simulator")
 def test_the_backend_launches_every_kernel_with_the_compiled_types(monkeypatch):
-    from kltrain.kernels.cuda_compile import kernel_module
     seen = {}
 
     class Recorder:
@@ -104,7 +119,7 @@ def test_the_backend_launches_every_kernel_with_the_compiled_types(monkeypatch):
             return launch
 
     for name in LAUNCH_TYPES:
-        monkeypatch.setattr(kernel_module(name), name, Recorder(name, getattr(kernel_module(name), name)))
+        monkeypatch.setattr(kernel_module(name), name, Recorder(name, kernel(name)))
     monkeypatch.setattr(cuda_backend, "THREADS", 32)
     cuda_backend.self_check()  # exercises every launch site once
     assert set(seen) == set(LAUNCH_TYPES)

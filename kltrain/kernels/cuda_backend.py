@@ -16,6 +16,7 @@ from ..estimators.importance import ISPartial, check_log_weights, check_sample_r
 from ..noise import GOLDEN, stream_key
 from . import cuda as K
 from . import cuda_chain_runs
+from .cuda_resident import reduced_importance_update  # noqa: F401  (projected IS, the whole update on the device)
 
 THREADS = 256          # threads per network block (H200, run 3: 256 beat 128 by 1.3x on SGLD and HR; 512 no better)
 COORD_THREADS = 256    # threads per block for per-coordinate kernels
@@ -218,6 +219,7 @@ def self_check() -> None:
         "sgld_mean": (sgld_chain_per_step(mb, p, p, 0.1, eps, 3)[0], cpu.sgld_chain(mb, p, p, 0.1, eps, 3)[0]),
         "robbins_monro": (robbins_monro_per_step(mb, p, 0.1, steps, 2, 4)[0],
                           cpu.robbins_monro(mb, p, 0.1, steps, 2, 4)[0]),
+        **_resident_pairs(mb, p),
     }
     pairs.update(_chains_self_check(mb, p, eps, steps, cpu))
     for quantity, (gpu, ref) in pairs.items():
@@ -242,3 +244,37 @@ def _chains_self_check(mb, p, eps, steps, cpu) -> dict:
         "robbins_monro_grouped": (cuda_chain_runs.robbins_monro(mb, p, 0.1, steps, 3, 4, groups=2)[0],
                                   cpu.robbins_monro(mb, p, 0.1, steps, 3, 4)[0]),
     }
+
+
+def _resident_pairs(mb, p) -> dict:
+    """The device-resident kernels (cuda_qr, cuda_reduced) against the CPU kernels on the same tiny net:
+    the reduced IS update (QR, reduced parameters, samples, combine, lift) and one fused SGD step."""
+    from ..nets.basis import ORTHOGONAL_SAMPLE, row_space_basis
+    from ..nets.mlp import MLP
+    from . import cpu_backend as cpu
+    from .cuda_resident import ResidentMLP
+    from .layout import Minibatch
+    tau, seed, J = 0.1, 7, 3
+    res = ResidentMLP(mb.net, mb.X, mb.y, p)
+    res.set_batch(np.arange(mb.batch_size))
+    res.importance_update(tau, seed, J, True)
+    # the reference: the host basis, the CPU kernels on the reduced net, the lift (kltrain.nets.projected's steps)
+    basis, tri, _ = row_space_basis(mb.X)
+    n_in, H = mb.net.sizes[:2]
+    W1 = p[:n_in * H].reshape(n_in, H).astype(np.float64)
+    coords = basis.T @ W1
+    reduced = np.concatenate([coords.ravel(), p[n_in * H:]])
+    small = Minibatch.build(MLP((basis.shape[1],) + mb.net.sizes[1:]), tri, mb.y)
+    part, log_w = cpu.importance_partial(small, reduced, tau, seed, 0, J, True)
+    new = reduced + np.sqrt(tau) * part.sum_w_eps / part.sum_w
+    w = np.exp(log_w - log_w.max()) / np.exp(log_w - log_w.max()).sum()
+    k = np.sqrt(tau) * np.sqrt(np.sum((w[0::2][:w[1::2].size] - w[1::2]) ** 2) + (w[-1] ** 2 if J % 2 else 0.0))
+    z = cpu.normals(seed, [ORTHOGONAL_SAMPLE], n_in * H).reshape(n_in, H)
+    W1_new = W1 + k * z + basis @ (new[:coords.size].reshape(coords.shape) - coords - k * (basis.T @ z))
+    reference = np.concatenate([W1_new.ravel(), new[coords.size:]])
+    device_is = res.params()
+    res.load_params(p)
+    report = res.sgd_update(0.5)
+    loss, grad = cpu.loss_and_grad(mb, p)
+    return {"resident_is_update": (device_is, reference), "resident_sgd_step": (res.params(), p - 0.5 * grad),
+            "resident_sgd_loss": (report.loss, loss)}

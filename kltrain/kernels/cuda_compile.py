@@ -20,11 +20,13 @@ import contextlib
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from numba import types as nbt
 
 F32, I64, U64, BOOL = nbt.float32, nbt.int64, nbt.uint64, nbt.boolean
 F32V, I64V, F64V = nbt.float32[::1], nbt.int64[::1], nbt.float64[::1]
+F32M, F64M = nbt.float32[:, ::1], nbt.float64[:, ::1]
 _BATCH = (I64V, I64V, I64V, I64V, F32V, I64V, I64)   # lay, cols, colptr, col_row, col_val, y, B
 
 # Argument types of every launch in cuda_backend.py, in the kernels' parameter order.
@@ -38,10 +40,33 @@ LAUNCH_TYPES: dict[str, tuple] = {
     "langevin": (F32V, F32V, F32V, F32V, F32, F32, F32, F32, U64),
     "rm_grads": (F32V, F32, U64, I64) + _BATCH + (F32V,),
     "rm_update": (F32V, F32V, F32V, F32, F32, F64V),
+    # the device-resident updates (cuda_resident.py launches them; kernels in cuda_qr / cuda_reduced)
+    "minibatch_qr": (F32M, I64V, I64, nbt.float64, F32M, F32M, F64M, I64V),
+    "reduce_params": (F32V, F32M, I64V, I64V, U64, F32V, F32V, I64V),
+    "is_samples": (F32V, F32M, I64V, I64V, I64V, I64, I64V, F32, U64, I64, BOOL, F32, F32V, F32M, F64M, I64V, F32V),
+    "is_finish": (F32V, I64V, I64V, F32, F64M, F32M, I64V, F32V, F32V, F64V),
+    "lift": (F32V, F32M, I64V, I64V, U64, F32V, F32V, F32V, F64V),
+    "sgd_step": (F32V, F32M, I64V, I64V, I64, I64V, F32, F32, F32V, F32V, F32V, F64V),
 }
+# The module of each kernel outside kltrain.kernels.cuda.
+KERNEL_MODULES: dict[str, str] = {"minibatch_qr": "cuda_qr", "reduce_params": "cuda_reduced",
+                                  "is_samples": "cuda_reduced", "is_finish": "cuda_reduced", "lift": "cuda_reduced",
+                                  "sgd_step": "cuda_reduced"}
+
+
+def kernel_module(name: str):
+    """The module that defines kernel ``name``."""
+    import importlib
+    return importlib.import_module(f"kltrain.kernels.{KERNEL_MODULES.get(name, 'cuda')}")
+
+
+def kernel(name: str):
+    """The dispatcher of kernel ``name``."""
+    return getattr(kernel_module(name), name)
+
 
 # The persistent chains of kltrain.kernels.cuda_chains (issue 21), launched by cuda_chain_runs.py.
-F32M, I64M, F32T, U64V = nbt.float32[:, ::1], nbt.int64[:, ::1], nbt.float32[:, :, ::1], nbt.uint64[::1]
+I64M, F32T, U64V = nbt.int64[:, ::1], nbt.float32[:, :, ::1], nbt.uint64[::1]
 _RUNS = (F32M, I64M, I64M, I64, I64, I64)             # xin, yin, dims, H, C, two
 CHAIN_LAUNCH_TYPES: dict[str, tuple] = {
     "chain_noise": (U64V, I64, I64V, F32T),
@@ -50,12 +75,7 @@ CHAIN_LAUNCH_TYPES: dict[str, tuple] = {
     "rm_apply": (F32M, F32M, F32T, I64V, F32M, F32V, I64, F64V),
 }
 LAUNCH_TYPES.update(CHAIN_LAUNCH_TYPES)
-
-
-def kernel_module(name: str):
-    """The module that defines kernel ``name``."""
-    from . import cuda, cuda_chains
-    return cuda_chains if name in CHAIN_LAUNCH_TYPES else cuda
+KERNEL_MODULES.update(dict.fromkeys(CHAIN_LAUNCH_TYPES, "cuda_chains"))
 
 
 def threads_per_block(name: str) -> int:
@@ -67,6 +87,11 @@ def threads_per_block(name: str) -> int:
               "rm_chains": MAX_THREADS}  # the chains: up to one thread per hidden unit (224 for H = 200)
     if name in chains:
         return chains[name]
+    from .cuda_resident import DEFAULT_SHAPE as shape
+    resident = {"minibatch_qr": shape.qr_threads, "is_samples": shape.sample_threads, "sgd_step": shape.sgd_threads,
+                "reduce_params": 32 * 7}   # (TILE, ⌈20/ACC_ROWS⌉) at the paper's batch of 20
+    if name in resident:
+        return resident[name]
     return THREADS if name in ("log_weights", "loss_grad", "rm_grads") else COORD_THREADS
 
 
@@ -78,7 +103,7 @@ class KernelResources:
     cc: tuple
     registers: int
     spill_bytes: int        # spill stores + loads
-    local_bytes: int        # stack frame (local memory per thread)
+    local_bytes: int        # the kernel's own stack frame (local memory per thread: spilled or indexed arrays)
     shared_bytes: int       # static shared memory per block
     threads: int            # threads per block at launch
     occupancy: float        # theoretical: resident warps / max warps per SM
@@ -107,8 +132,10 @@ def target(cc):
 def compile_kernel(name: str, cc=(9, 0)) -> str:
     """PTX of kernel ``name`` for compute capability ``cc``; raises numba's error if it does not compile."""
     from numba import cuda
+    bounds = getattr(kernel_module(name), "LAUNCH_BOUNDS", {}).get(name)   # as the module's decorator has it
+    options: dict[str, Any] = {"launch_bounds": bounds} if bounds else {}
     with target(cc):
-        ptx, _ = cuda.compile_ptx(getattr(kernel_module(name), name).py_func, LAUNCH_TYPES[name], cc=tuple(cc))
+        ptx, _ = cuda.compile_ptx(kernel(name).py_func, LAUNCH_TYPES[name], cc=tuple(cc), **options)
     return ptx
 
 
@@ -119,12 +146,44 @@ def link_report(ptx: str, cc) -> str:
     try:
         data = ptx.encode()
         nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "kernel.ptx")
+        if "cudaCGSynchronize" in ptx:   # a grid barrier (cooperative launch) calls into the device runtime
+            nvjitlink.add_file(handle, nvjitlink.InputType.LIBRARY, _cudadevrt())
         nvjitlink.complete(handle)
         log = bytearray(nvjitlink.get_info_log_size(handle))
         nvjitlink.get_info_log(handle, log)
         return log.decode(errors="replace")
     finally:
         nvjitlink.destroy(handle)
+
+
+def _cudadevrt() -> str:
+    """libcudadevrt.a of the CUDA wheels (or a system toolkit): grid synchronisation lives there."""
+    import glob
+    import os
+
+    found = []
+    with contextlib.suppress(Exception):   # cuda-pathfinder ≥ 1.4
+        from cuda import pathfinder
+        found.append(pathfinder.find_static_lib("cudadevrt"))
+    roots = [os.path.dirname(os.path.dirname(p)) for p in sys.path if p.endswith("site-packages")]
+    for pattern in [os.path.join(r, "nvidia", "*", "lib", "libcudadevrt.a") for r in roots] + \
+            ["/usr/local/cuda*/lib*/libcudadevrt.a"]:
+        found += sorted(glob.glob(pattern))
+    for path in found:
+        if path and os.path.exists(path):
+            return path
+    raise FileNotFoundError("libcudadevrt.a not found (install numba-cuda[cu13]); it links grid synchronisation")
+
+
+def kernel_section(log: str, name: str) -> str:
+    """The lines of a ptxas log about kernel ``name`` (a linked library such as cudadevrt adds its own)."""
+    mangled, mine, keep = f"{len(name)}{name}", [], True
+    for line in log.splitlines():
+        if "Function properties for" in line or "Compiling entry function" in line:
+            keep = mangled in line
+        if keep:
+            mine.append(line)
+    return "\n".join(mine)
 
 
 def _number(pattern, text):
@@ -149,8 +208,8 @@ def occupancy(registers: int, shared: int, threads: int, cc) -> float:
 
 
 def resources(name: str, cc=(9, 0)) -> KernelResources:
-    log = link_report(compile_kernel(name, cc), cc)
-    regs = _number(r"used (\d+) registers", log)
+    log = kernel_section(link_report(compile_kernel(name, cc), cc), name)
+    regs = _number(r"[Uu]sed (\d+) registers", log)
     shared = _number(r"(\d+) bytes smem", log)
     threads = threads_per_block(name)
     return KernelResources(name, tuple(cc), regs,
@@ -166,7 +225,7 @@ def main(argv=None) -> int:
                         help="compute capabilities to compile for (default: 80 90)")
     args = parser.parse_args(argv)
     failed = []
-    print(f"{'kernel':<12} {'target':<7} {'regs':>5} {'spill B':>8} {'stack B':>8} {'smem B':>7} "
+    print(f"{'kernel':<13} {'target':<7} {'regs':>5} {'spill B':>8} {'stack B':>8} {'smem B':>7} "
           f"{'threads':>7} {'occupancy':>9}")
     for cc in ((int(c[0]), int(c[1])) for c in args.cc):
         for name in LAUNCH_TYPES:
@@ -174,9 +233,9 @@ def main(argv=None) -> int:
                 r = resources(name, cc)
             except Exception as err:  # report every kernel, then fail
                 failed.append(name)
-                print(f"{name:<12} sm_{cc[0]}{cc[1]}  FAILED: {type(err).__name__}: {str(err).splitlines()[0]}")
+                print(f"{name:<13} sm_{cc[0]}{cc[1]}  FAILED: {type(err).__name__}: {str(err).splitlines()[0]}")
                 continue
-            print(f"{name:<12} sm_{cc[0]}{cc[1]:<4} {r.registers:>5} {r.spill_bytes:>8} {r.local_bytes:>8} "
+            print(f"{name:<13} sm_{cc[0]}{cc[1]:<4} {r.registers:>5} {r.spill_bytes:>8} {r.local_bytes:>8} "
                   f"{r.shared_bytes:>7} {r.threads:>7} {r.occupancy:>9.2f}")
     return 1 if failed else 0
 

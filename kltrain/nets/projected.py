@@ -41,10 +41,8 @@ import numpy as np
 from .._blas import single_blas_thread
 from ..estimators.importance import ISInfo, effective_sample_size, posterior_mean_from_partial, rescaled_partial
 from ..kernels.layout import Minibatch
+from .basis import ORTHOGONAL_SAMPLE, SECOND_SAMPLE, row_space_basis  # noqa: F401  (the reserved draws)
 from .mlp import MLP
-
-ORTHOGONAL_SAMPLE = 2 ** 32 - 1  # stream index of Z (IS) and of the first OU draw (SGLD)
-SECOND_SAMPLE = 2 ** 32 - 2      # stream index of the second OU draw (SGLD)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,24 +105,16 @@ class Reduction:
 
 
 def reduce_minibatch(mb: Minibatch) -> Reduction:
-    """Basis Ũ and Rᵀ of the minibatch (rank by the float32 tolerance; at least 1 so the net stays valid).
+    """Basis Ũ and Rᵀ of the minibatch: ordered Gram–Schmidt of its rows (:mod:`kltrain.nets.basis`).
 
-    The SVD of A (B×in) is taken through a QR of Aᵀ = Q₁R₁ (in×B, Householder: stable,
-    no squared condition number) and the SVD of the small R₁ = u S vᵀ, so A = v S (Q₁u)ᵀ:
-    ~3× cheaper than a thin SVD of A for 20×784. The signs are fixed (diag R ≥ 0), so Ũ
-    and Rᵀ depend on A alone, not on LAPACK's choice of singular-vector signs; for a
-    full-rank A, Ũ is the Gram–Schmidt basis of A's rows and Rᵀ = AŨ.
+    Rows whose residual is within the float32 tolerance of the earlier ones are skipped (blank
+    or repeated images lower the rank r); a blank minibatch keeps one inert direction so the net
+    stays valid. The basis depends on A alone, not on LAPACK's signs or pivots, so the device
+    (:mod:`kltrain.kernels.cuda_qr`) computes the same one; for a full-rank A, Ũ is the QR basis
+    of Aᵀ with diag R ≥ 0 and Rᵀ = AŨ.
     """
-    X = np.asarray(mb.X, dtype=np.float64)
-    Q1, R1 = np.linalg.qr(X.T)
-    u, S, vt = np.linalg.svd(R1, full_matrices=False)
-    tol = S.max(initial=0.0) * max(X.shape) * np.finfo(np.float32).eps
-    r = max(int(np.sum(S > tol)), 1)    # a blank minibatch keeps one (inert) direction
-    q, R = np.linalg.qr((vt[:r].T * S[:r]).T)
-    sign = np.where(np.diag(R) < 0, -1.0, 1.0)
-    basis = Q1 @ (u[:, :r] @ (q * sign))
-    tri = (R * sign[:, None]).T.copy()
-    reduced_net = MLP((r,) + mb.net.sizes[1:])
+    basis, tri, _ = row_space_basis(mb.X)
+    reduced_net = MLP((basis.shape[1],) + mb.net.sizes[1:])
     return Reduction(basis, tri, Minibatch.build(reduced_net, tri, mb.y), mb)
 
 
@@ -185,6 +175,11 @@ def projected_importance_update(backend, mb, params, tau, seed, n_samples, antit
     """One exact-in-distribution IS update (Alg. 4) on β·f, β = ``loss_scale``: (x + √τ·Δ, ISInfo)."""
     if n_samples >= SECOND_SAMPLE:
         raise ValueError(f"n_samples must be < {SECOND_SAMPLE}, got {n_samples}")
+    on_device = getattr(backend, "reduced_importance_update", None)   # CUDA: the same update, all on the GPU
+    if on_device is not None:
+        result = on_device(mb, params, tau, seed, n_samples, antithetic, loss_scale)
+        if result is not None:             # None: the device kernels do not cover this net or batch
+            return result
     with single_blas_thread():  # the small dense products around the kernel must not leave BLAS threads spinning
         return _projected_importance_update(backend, mb, params, tau, seed, n_samples, antithetic, loss_scale)
 

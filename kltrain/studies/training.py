@@ -33,6 +33,7 @@ from .config import (  # noqa: F401  (re-exported: the configs were defined here
     ALGORITHMS, COVARIANCE_FAMILIES, DATASETS, NETS, PEER_LABELS, CovarianceTrainConfig, TrainConfig,
     config_from_dict, covariance_rule, train_config)
 from ..schemes import check_step, step_context
+from .resident import applies, resident_loop
 
 
 @dataclass
@@ -136,9 +137,10 @@ def _train(config, data, progress, backend, checkpoint):
     result = TrainResult(config, [0], [net.accuracy(params, X_test, y_test)])
     checkpoint(result)
     bar = _progress(config, progress)
+    loop = resident_loop if applies(config, trainset.backend, rule, net) else _loop   # cuda: state on the device
     try:
-        params = _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result,
-                       bar, checkpoint)
+        params = loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test, y_test, result,
+                      bar, checkpoint)
     except KeyboardInterrupt:
         result.status = "interrupted"
         checkpoint(result)
