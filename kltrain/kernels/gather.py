@@ -109,8 +109,8 @@ class GatheringBackend:
 
     def _flush_if_all_wait(self) -> None:
         """Run the pending calls if every unfinished run waits on one (caller holds the lock)."""
-        if not self._pending or len({c.owner for c in self._pending}) < self._live:
-            return
+        if self._cancelled or not self._pending or len({c.owner for c in self._pending}) < self._live:
+            return   # cancelled: a woken caller may not have left yet; its call must not run after all
         pending, self._pending = self._pending, []
         by_name: dict[str, list[_Call]] = {}
         for call in pending:
