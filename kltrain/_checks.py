@@ -127,3 +127,69 @@ def check_labelled(X, y, n_classes: int, name: str = "X", n_features: int | None
         bad = y[(y < 0) | (y >= n_classes)][0]
         raise ValueError(f"{label}: class labels must be in 0..{n_classes - 1} ({n_classes} classes), got {bad}")
     return X, np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False) -> np.ndarray:
+    """A covariance for N(m, C) in R^dim, checked up front, naming ``name``.
+
+    Accepted: a variance τ > 0 (τI), a vector of dim variances > 0 (diag), or a dim×dim
+    symmetric positive definite matrix. Returns the dim×dim matrix, or with ``diagonal=True``
+    the vector of variances — and then a matrix with off-diagonal entries is refused: where a
+    diagonal covariance is meant, reducing a full matrix to its diagonal would be a silent
+    change of the Gaussian.
+    """
+    if np.iscomplexobj(cov) or (isinstance(cov, np.ndarray) and cov.dtype.kind not in "fiu"):
+        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(cov).dtype}")
+    try:
+        arr = np.asarray(cov, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a variance, a vector of variances or a matrix, got {cov!r}") from None
+    if arr.ndim > 2 or (arr.ndim == 1 and arr.shape != (dim,)) or (arr.ndim == 2 and arr.shape != (dim, dim)):
+        raise ValueError(f"{name} must be a variance, {dim} variances or a {dim}x{dim} matrix, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {_show(arr)}")
+    if arr.ndim < 2:
+        if np.any(arr <= 0):
+            raise ValueError(f"{name}: variances must be > 0, got {_show(arr)}")
+        var = np.broadcast_to(arr, (dim,)).astype(np.float64)
+        return var if diagonal else np.diag(var)
+    if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-14 * max(1.0, float(np.abs(arr).max()))):
+        raise ValueError(f"{name} must be symmetric, got {_show(arr)}")
+    off = arr - np.diag(np.diag(arr))
+    if diagonal and np.any(off != 0):
+        raise ValueError(f"{name} must be diagonal here (this estimator learns variances only), but has "
+                         f"off-diagonal entries up to {float(np.abs(off).max()):.3g}; pass the variances")
+    sym = 0.5 * (arr + arr.T)
+    try:
+        np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is "
+                         f"{float(np.linalg.eigvalsh(sym).min()):.3g} ({_show(arr)})") from None
+    return np.diag(sym).copy() if diagonal else sym
+
+
+def _show(arr: np.ndarray) -> str:
+    """A short repr for messages (a 159,010-vector must not fill the screen)."""
+    return np.array2string(np.asarray(arr), threshold=8, edgeitems=2, precision=4)
+
+
+# A chain that has moved this many times its natural scale from its anchor has diverged: for a
+# loss bounded below, q ∝ e^{−f} N(x, τI) puts its mass within √(2τ(f(x) − min f)) of x, so a
+# legitimate chain would need f(x) − min f ≳ 1e16·d/2, beyond what float64 losses resolve.
+CHAIN_DIVERGED = 1e8
+
+
+def check_chain(chain: np.ndarray, anchor: np.ndarray, scale: float, what: str, step: int,
+                hint: str = "ε_j is too large for the loss's curvature and 1/τ") -> None:
+    """FloatingPointError if an iterative estimator's state left its range (naming it and the step).
+
+    ``scale`` is the chain's natural distance (max of 1, √(τd), the start's distance); a state
+    not finite or farther than CHAIN_DIVERGED·scale from ``anchor`` is the estimator's own
+    divergence, reported as such before it reaches the loss as an overflowed point.
+    """
+    if not np.all(np.isfinite(chain)):
+        raise FloatingPointError(f"{what} diverged at inner step {step}: its state is not finite ({hint})")
+    distance = float(np.linalg.norm(chain - anchor))
+    if not distance <= CHAIN_DIVERGED * scale:
+        raise FloatingPointError(f"{what} diverged at inner step {step}: its state is {distance:.3g} from the "
+                                 f"anchor (more than {CHAIN_DIVERGED:.0e} × its scale {scale:.3g}): {hint}")
