@@ -68,6 +68,30 @@ def check_finite_values(values: np.ndarray, what: str = "the loss") -> np.ndarra
     return values
 
 
+def check_nonnegative(value, name: str) -> float:
+    """Return a finite float ``>= 0`` (scopes, noise levels, rates that may be switched off with 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def check_flag(value, name: str) -> bool:
+    """A bool (numpy's too); ``2`` or ``"no"`` is a TypeError, not a silent truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_numbers(values, name: str, check) -> tuple:
+    """A tuple of numbers, each passed through ``check(value, name)``; a string or a scalar is a TypeError."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(values))
+
+
 def check_seed(seed, name: str = "seed") -> int:
     """A seed: an integer >= 0 (numpy refuses negatives with a message that names nothing)."""
     return check_count(seed, name)

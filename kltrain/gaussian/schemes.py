@@ -175,6 +175,10 @@ def tilted_moments(loss, mean, cov, *, estimator=None):
         log_z, m, C = gx.tilted_closed(loss, mean, cov)
     else:
         log_z, m, C = gx.tilted_grid(loss, mean, cov, quadrature)
+    if not np.isfinite(log_z):
+        raise FloatingPointError(f"gaussian.tilted_moments: log Z = {float(log_z)!r} is not finite (e^(−f) "
+                                 f"under- or overflows on N(m, C)), estimator {type(estimator).__name__}")
+    m, C = _check_iterate(m, C, cov, "gaussian.tilted_moments", estimator, 1)
     return -float(log_z), m, C
 
 
@@ -188,8 +192,13 @@ def heat_regularization(loss, mean, cov, *, estimator=None) -> float:
     mean, cov = _check_gaussian(loss, mean, cov)
     route, quadrature = _route(loss, "expected_loss", estimator, mean.size)
     if route == "closed":
-        return gx.expected_loss_closed(loss, mean, cov)[0]
-    return gx.FrozenGrid(loss, mean, cov, quadrature)(mean, cov)[0]
+        value = gx.expected_loss_closed(loss, mean, cov)[0]
+    else:
+        value = gx.FrozenGrid(loss, mean, cov, quadrature)(mean, cov)[0]
+    if not np.isfinite(value):
+        raise FloatingPointError(f"gaussian.heat_regularization: E_N[f] = {value!r} is not finite, "
+                                 f"estimator {type(estimator).__name__}")
+    return value
 
 
 def project(cov, family, cov_k):
@@ -219,7 +228,7 @@ def local_entropy_step(loss, mean, cov, *, family="full", estimator=None, rng=No
         m_q, C_q = estimator.tilted_moments(rng, loss, mean, cov)
     else:
         _, m_q, C_q = tilted_moments(loss, mean, cov, estimator=estimator)
-    return m_q, project(C_q, family, cov)
+    return _check_iterate(m_q, project(np.asarray(C_q), family, cov), cov, "gaussian.local_entropy_step", estimator, 1)
 
 
 # -- heat form ------------------------------------------------------------------------------
@@ -303,7 +312,7 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
     if callable(getattr(estimator, "tilted_moments", None)):
         raise ValueError(f"{type(estimator).__name__} estimates the local-entropy form's moments")
     if callable(getattr(estimator, "heat_moments", None)):            # e.g. GaussianRobbinsMonro
-        m, C = estimator.heat_moments(rng, loss, mean_k, cov_k)
+        m, C = _check_iterate(*estimator.heat_moments(rng, loss, mean_k, cov_k), cov_k, "gaussian.heat_step", estimator, 1)
         return (m, project(C, family, cov_k)) + ((None,) if return_info else ())
     route, quadrature = _route(loss, "expected_loss", estimator, mean_k.size)
     if route == "closed":
@@ -330,6 +339,7 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
         out = (m, cov_k)
     else:
         out = (m, gx.sym(L @ L.T))
+    out = _check_iterate(*out, cov_k, "gaussian.heat_step", estimator, 1)
     if return_info:
         value, g_m, _ = fun(*out)
         return out + (HeatInfo(float(value), int(res.nit), float(np.linalg.norm(g_m))),)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_count, check_flag, check_numbers, check_positive
+from .config import DATASETS
+
 from .readings import (ALGORITHMS, BETA_GRID, CHECKPOINTS, PAPER_TABLE_6_1, READINGS, Reading, beta_readings,
                        checkpoints_for, fit_beta, ordering_matches, paper_configs, rmse)
 from .training import TrainConfig, load_data, train
@@ -79,11 +82,24 @@ class StudyConfig:
     stored_only: bool = False            # train nothing: summarize seeds 0..k−1 stored for all four algorithms
 
     def __post_init__(self):
-        unknown = [r for r in self.readings + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
+        check_count(self.seeds, "seeds", 1)
+        if self.beta_seeds is not None:
+            check_count(self.beta_seeds, "beta_seeds", 1)
+        for name in ("readings", "seeds_for", "beta_grid"):
+            if isinstance(getattr(self, name), (str, bytes)) or not isinstance(getattr(self, name), (tuple, list)):
+                raise TypeError(f"{name} must be a tuple, got {getattr(self, name)!r}")
+        for i, pair in enumerate(self.seeds_for):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(f"seeds_for[{i}] must be a (reading, n_seeds) pair, got {pair!r}")
+            check_count(pair[1], f"seeds_for[{i}] seeds", 1)
+        unknown = [r for r in tuple(self.readings) + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
         if unknown:
             raise ValueError(f"unknown readings {unknown}; choose from {tuple(READINGS)}")
-        if self.seeds < 1 or (self.beta_seeds is not None and self.beta_seeds < 1):
-            raise ValueError("seeds must be >= 1")
+        check_numbers(self.beta_grid, "beta_grid", check_positive)
+        check_flag(self.quick, "quick")
+        check_flag(self.stored_only, "stored_only")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
 
     def base(self) -> dict:
         from .experiments import quick_config
