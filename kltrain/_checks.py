@@ -153,14 +153,16 @@ def check_labelled(X, y, n_classes: int, name: str = "X", n_features: int | None
     return X, np.ascontiguousarray(y, dtype=np.int64)
 
 
-def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False) -> np.ndarray:
+def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False,
+                     allow_zero: bool = False) -> np.ndarray:
     """A covariance for N(m, C) in R^dim, checked up front, naming ``name``.
 
     Accepted: a variance τ > 0 (τI), a vector of dim variances > 0 (diag), or a dim×dim
     symmetric positive definite matrix. Returns the dim×dim matrix, or with ``diagonal=True``
     the vector of variances — and then a matrix with off-diagonal entries is refused: where a
     diagonal covariance is meant, reducing a full matrix to its diagonal would be a silent
-    change of the Gaussian.
+    change of the Gaussian. ``allow_zero`` admits zero variances (a collapsed, point-mass
+    direction: the end state of a learned covariance, not a user's input).
     """
     if np.iscomplexobj(cov) or (isinstance(cov, np.ndarray) and cov.dtype.kind not in "fiu"):
         raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(cov).dtype}")
@@ -173,8 +175,8 @@ def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {_show(arr)}")
     if arr.ndim < 2:
-        if np.any(arr <= 0):
-            raise ValueError(f"{name}: variances must be > 0, got {_show(arr)}")
+        if np.any(arr < 0) or (not allow_zero and np.any(arr == 0)):
+            raise ValueError(f"{name}: variances must be {'>=' if allow_zero else '>'} 0, got {_show(arr)}")
         var = np.broadcast_to(arr, (dim,)).astype(np.float64)
         return var if diagonal else np.diag(var)
     if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-14 * max(1.0, float(np.abs(arr).max()))):

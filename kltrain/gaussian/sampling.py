@@ -43,13 +43,13 @@ class MomentsInfo(NamedTuple):
     seed: int
 
 
-def _checked(loss, mean, cov, name="cov"):
+def _checked(loss, mean, cov, name="cov", allow_zero=False):
     """(mean, variances) checked up front: the mean finite and of the loss's dimension; the covariance
     a variance, d variances or a *diagonal* matrix, all > 0 and finite (a full matrix is refused, not
     reduced to its diagonal)."""
     check_loss(loss)
     mean = check_point(mean, loss_dim(loss), name="mean")
-    return mean, check_covariance(cov, mean.size, name, diagonal=True)
+    return mean, check_covariance(cov, mean.size, name, diagonal=True, allow_zero=allow_zero)
 
 
 def _checked_moments(estimator, mean, var, tau_like):
@@ -107,7 +107,7 @@ class GaussianIS(_TiltedMoments):
 
     def estimate(self, seed, loss, mean, var):
         """(mean, variances, MomentsInfo) of q; by the loss's fast path if it has one (same noise)."""
-        mean, var = _checked(loss, mean, var, "var")
+        mean, var = _checked(loss, mean, var, "var", allow_zero=True)   # 0: a collapsed direction (the rule's state)
         fast = fast_path(loss, "diagonal_importance_moments")
         if fast is None:
             m, v, info = self.reference_estimate(seed, loss, mean, var)
@@ -158,7 +158,7 @@ class GaussianSGLD(_TiltedMoments):
 
     def estimate(self, seed, loss, mean, var):
         """(mean, variances, MomentsInfo) of the chain; by the loss's fast path if it has one (same noise)."""
-        mean, var = _checked(loss, mean, var, "var")
+        mean, var = _checked(loss, mean, var, "var", allow_zero=True)
         fast = fast_path(loss, "diagonal_sgld_moments")
         if fast is None:
             m, v, info = self.reference_estimate(seed, loss, mean, var)
@@ -202,7 +202,10 @@ class GaussianRobbinsMonro:
             raise ValueError(f"alpha must be in (1/2, 1], got {self.alpha!r}")
 
     def estimate(self, seed, loss, mean_k, var_k):
-        mean_k, var_k = _checked(loss, mean_k, var_k, "var")
+        mean_k, var_k = _checked(loss, mean_k, var_k, "var", allow_zero=True)
+        if np.any(var_k == 0):       # log c: a collapsed learned covariance cannot go on in this chart
+            raise FloatingPointError("GaussianRobbinsMonro works on log-variances, and a variance has collapsed "
+                                     "to 0; floor the learned covariance (DiagonalGaussianRule(min_var > 0))")
         m, s = mean_k.copy(), np.log(var_k)
         scale = max(1.0, float(np.sqrt(var_k.sum())))
         what = f"GaussianRobbinsMonro (C = {_scale(var_k)}, c = {self.c!r})"
@@ -270,8 +273,5 @@ class DiagonalGaussianRule:
             v = state
         elif self.family == "iso":
             v = np.full_like(v, v.mean())
-        v = np.maximum((1 - self.cov_rate) * state + self.cov_rate * v, self.min_var)
-        if not np.all(v > 0):     # e.g. ESS = 1: the weighted variance is exactly 0, and C with it
-            raise FloatingPointError(f"{type(self.estimator).__name__}: the learned variances collapsed to 0 "
-                                     f"(from C = {_scale(state)}); set min_var > 0 or cov_rate < 1")
-        return m, v, info
+        v = (1 - self.cov_rate) * state + self.cov_rate * v
+        return m, np.maximum(v, self.min_var), info

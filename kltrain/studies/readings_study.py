@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_count, check_flag, check_numbers, check_positive
+from .._io import config_hash as config_hash_of
 from .config import DATASETS
+from .runfile import InvalidRunFile, expected_evaluations
 
 from .readings import (ALGORITHMS, BETA_GRID, CHECKPOINTS, PAPER_TABLE_6_1, READINGS, Reading, beta_readings,
                        checkpoints_for, fit_beta, ordering_matches, paper_configs, rmse)
@@ -41,14 +43,34 @@ def write_json_atomic(path: Path, obj) -> Path:
 
 
 def stored_run(cfg: TrainConfig, folder: Path) -> dict | None:
-    """The stored run of ``cfg`` (same hash) or None."""
+    """The stored run of ``cfg`` (same hash) or None; InvalidRunFile naming the file if it is not a
+    valid record of ``cfg`` (unreadable, another hash, evaluations or accuracies that ``cfg`` does not make)."""
     key = config_hash(cfg)
     path = Path(folder) / f"{cfg.algorithm}-{key}.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored.get("config_hash") == key:
-            return stored
-    return None
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InvalidRunFile(f"{path} is not a valid run file: cannot read it as JSON ({type(err).__name__}); "
+                             "delete it") from None
+    acc = stored.get("test_accuracy") if isinstance(stored, dict) else None
+    why = ("it is not a JSON object" if not isinstance(stored, dict) else
+           f"its config_hash is {stored.get('config_hash')!r}, not {key!r}" if stored.get("config_hash") != key else
+           "its evaluations are not those of its config"
+           if stored.get("eval_updates") != expected_evaluations(cfg.n_updates, cfg.eval_every) else
+           "its test_accuracy is not one number in [0, 1] per evaluation"
+           if not (isinstance(acc, list) and len(acc) == len(stored["eval_updates"])
+                   and all(a is None or (isinstance(a, (int, float)) and 0 <= a <= 1) for a in acc)) else
+           "its results do not match their results_hash (edited by hand?)"
+           if "results_hash" in stored and stored["results_hash"] != _results_hash(stored) else None)
+    if why:
+        raise InvalidRunFile(f"{path} is not a valid run file: {why}; delete it")
+    return stored
+
+
+def _results_hash(record: dict) -> str:
+    return config_hash_of({k: record.get(k) for k in ("eval_updates", "test_accuracy")})
 
 
 def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
@@ -62,7 +84,7 @@ def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
     record = {"config_hash": key, "config": asdict(cfg), "eval_updates": res.eval_updates,
               "test_accuracy": res.test_accuracy, "seconds_per_update": res.seconds_per_update,
               "seconds": float(np.sum(res.seconds))}
-    write_json_atomic(path, record)
+    write_json_atomic(path, dict(record, results_hash=_results_hash(record)))
     return record
 
 
