@@ -23,7 +23,7 @@ from kltrain._checks import check_count, check_numbers, check_tau
 
 PAD_SDS = 10.0      # φ_{0,τ} at 10 standard deviations is e^{−50}: beyond any tolerance we test
 UNDERFLOW = 1e-280  # below this a BLAS sum of exponentials is redone exactly in log space
-MAX_BYTES = 4 * 2 ** 30  # refuse a grid whose arrays would need more (a large τ pads the box by 10√τ)
+MAX_BYTES = 2 * 2 ** 30  # refuse a grid whose arrays would need more (a large τ pads the box by 10√τ)
 
 Kind = Literal["local_entropy", "heat"]
 Box = tuple[float, float, float, float]
@@ -103,16 +103,22 @@ def regularized_grid(loss, tau: float, *, kind: Kind = "local_entropy",
     tau, n, box = check_tau(tau), check_count(n, "n", 2), check_box(box)
     if getattr(loss, "dim", 2) != 2:
         raise ValueError(f"regularized_grid needs a 2D loss, got dim = {loss.dim}")
+    _check_size(_padded(box[0], box[1], n, tau), _padded(box[2], box[3], n, tau), n, tau)   # before allocating
     xs, xin = _axis(box[0], box[1], n, tau)
     ys, yin = _axis(box[2], box[3], n, tau)
-    _check_size(xin.size, yin.size, n, tau)
     Xin, Yin = np.meshgrid(xin, yin)                                          # (ny_in, nx_in)
     f = loss_values(loss, np.column_stack([Xin.ravel(), Yin.ravel()])).reshape(Xin.shape)
     Kx, Ky = _log_kernel(xs, xin, tau), _log_kernel(ys, yin, tau)
-    if kind == "heat":                                                        # F^H_τ = f * φ
-        return xs, ys, _convolve_rows(_convolve_rows(f, Kx).T, Ky).T
-    log_conv = _log_convolve_rows(_log_convolve_rows(-f, Kx).T, Ky).T        # log(e^{−f} * φ)
-    return xs, ys, -log_conv                                                  # eq. (2.2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if kind == "heat":                                                    # F^H_τ = f * φ
+            Z = _convolve_rows(_convolve_rows(f, Kx).T, Ky).T
+        else:
+            Z = -_log_convolve_rows(_log_convolve_rows(-f, Kx).T, Ky).T      # eq. (2.2): −log(e^{−f} * φ)
+    if not np.all(np.isfinite(Z)):
+        i, j = np.argwhere(~np.isfinite(Z))[0]
+        raise FloatingPointError(f"regularized_grid: {kind} is {float(Z[i, j])!r} at ({xs[j]:.6g}, {ys[i]:.6g}) "
+                                 f"(τ = {tau!r}): f is +inf or overflows over that point's neighbourhood")
+    return xs, ys, Z
 
 
 def check_box(box) -> Box:
@@ -133,9 +139,14 @@ def _real(value, name) -> float:
     return float(value)
 
 
-def _check_size(nx_in: int, ny_in: int, n: int, tau: float) -> None:
+def _padded(lo: float, hi: float, n: int, tau: float) -> float:
+    """The number of input nodes _axis will make on one side (as a float: it may be astronomically large)."""
+    return n + 2 * np.ceil(PAD_SDS * np.sqrt(tau) * (n - 1) / (hi - lo))
+
+
+def _check_size(nx_in: float, ny_in: float, n: int, tau: float) -> None:
     """MemoryError up front (not mid-way) when the padded grid and kernels would exceed MAX_BYTES."""
-    need = 8 * (6 * nx_in * ny_in + 3 * n * (nx_in + ny_in) + 2 * n * ny_in)   # grids, kernels, one pass
+    need = 8.0 * (10 * nx_in * ny_in + 3 * n * (nx_in + ny_in))   # meshes, f, its shifted exponentials; kernels
     if need > MAX_BYTES:
         raise ValueError(f"regularized_grid would need about {need / 2 ** 30:.3g} GiB (n = {n}, τ = {tau:g}: the box "
-                         f"is padded by {PAD_SDS:g}√τ to {nx_in}×{ny_in} nodes); use a smaller n or τ")
+                         f"is padded by {PAD_SDS:g}√τ to {nx_in:.0f}×{ny_in:.0f} nodes); use a smaller n or τ")
