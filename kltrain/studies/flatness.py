@@ -247,8 +247,8 @@ class ReducedPerturbation:
         n_samples = check_count(n_samples, "n_samples", 1)
         w0, b0, fan_in, H = self.net.layer_offsets[0]
         base = self.X @ np.asarray(x, np.float32)[w0:b0].reshape(fan_in, H)     # X W₁, once
-        log_w = check_finite_values([-self.perturbed_loss(x, tau, *self.noise(rng), base=base.copy())
-                                     for _ in range(n_samples)], "the perturbed loss f(x + √τ ξ)")
+        log_w = check_finite_values(np.array([-self.perturbed_loss(x, tau, *self.noise(rng), base=base.copy())
+                                              for _ in range(n_samples)]), "the perturbed loss f(x + √τ ξ)")
         estimate = _from_log_weights(log_w)
         return estimate._replace(value=_finite(estimate.value, "ReducedPerturbation.local_entropy: F_τ", tau=tau))
 
