@@ -17,14 +17,19 @@ def check_tau(tau) -> float:
     return check_positive(tau, "tau")
 
 
+def _real_array(value, name: str, kinds: str, what: str) -> np.ndarray:
+    """``value`` as float64; TypeError naming ``name`` for complex numbers, strings or objects."""
+    if np.iscomplexobj(value) or (isinstance(value, np.ndarray) and value.dtype.kind not in kinds):
+        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(value).dtype}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+
+
 def check_point(x, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float64 vector of length ``dim`` (if known)."""
-    if np.iscomplexobj(x) or (isinstance(x, np.ndarray) and x.dtype.kind not in "fiub"):
-        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(x).dtype}")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a vector of real numbers, got {x!r}") from None
+    arr = _real_array(x, name, "fiub", "a vector of real numbers")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D vector, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
@@ -164,12 +169,7 @@ def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False
     change of the Gaussian. ``allow_zero`` admits zero variances (a collapsed, point-mass
     direction: the end state of a learned covariance, not a user's input).
     """
-    if np.iscomplexobj(cov) or (isinstance(cov, np.ndarray) and cov.dtype.kind not in "fiu"):
-        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(cov).dtype}")
-    try:
-        arr = np.asarray(cov, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a variance, a vector of variances or a matrix, got {cov!r}") from None
+    arr = _real_array(cov, name, "fiu", "a variance, a vector of variances or a matrix")
     if arr.ndim > 2 or (arr.ndim == 1 and arr.shape != (dim,)) or (arr.ndim == 2 and arr.shape != (dim, dim)):
         raise ValueError(f"{name} must be a variance, {dim} variances or a {dim}x{dim} matrix, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
