@@ -283,6 +283,8 @@ class ImportanceSampling:
 
     def _diagnosed(self, info: ISInfo, tau: float) -> ISInfo:
         """The info with k̂ (and the log weights dropped unless kept); warns or raises on collapse."""
+        if not isinstance(info, ISInfo):   # a fast path that reports no diagnostics
+            return info
         k = pareto_k(info.log_weights) if self.pareto_k and info.log_weights is not None else None
         check_collapse(info.ess, self.n_samples, tau, self, self.on_collapse)
         check_pareto_k(k, self)
