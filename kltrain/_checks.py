@@ -17,14 +17,19 @@ def check_tau(tau) -> float:
     return check_positive(tau, "tau")
 
 
+def _real_array(value, name: str, kinds: str, what: str) -> np.ndarray:
+    """``value`` as float64; TypeError naming ``name`` for complex numbers, strings or objects."""
+    if np.iscomplexobj(value) or (isinstance(value, np.ndarray) and value.dtype.kind not in kinds):
+        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(value).dtype}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+
+
 def check_point(x, dim: int | None = None, name: str = "x") -> np.ndarray:
     """Return ``x`` as a finite float64 vector of length ``dim`` (if known)."""
-    if np.iscomplexobj(x) or (isinstance(x, np.ndarray) and x.dtype.kind not in "fiub"):
-        raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(x).dtype}")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a vector of real numbers, got {x!r}") from None
+    arr = _real_array(x, name, "fiub", "a vector of real numbers")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D vector, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
@@ -66,6 +71,30 @@ def check_finite_values(values: np.ndarray, what: str = "the loss") -> np.ndarra
         first = float(values[bad].flat[0])
         raise NonFiniteLoss(f"{what} returned a non-finite value ({first!r}); losses must be finite")
     return values
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Return a finite float ``>= 0`` (scopes, noise levels, rates that may be switched off with 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def check_flag(value, name: str) -> bool:
+    """A bool (numpy's too); ``2`` or ``"no"`` is a TypeError, not a silent truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_numbers(values, name: str, check) -> tuple:
+    """A tuple of numbers, each passed through ``check(value, name)``; a string or a scalar is a TypeError."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(values))
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -127,3 +156,66 @@ def check_labelled(X, y, n_classes: int, name: str = "X", n_features: int | None
         bad = y[(y < 0) | (y >= n_classes)][0]
         raise ValueError(f"{label}: class labels must be in 0..{n_classes - 1} ({n_classes} classes), got {bad}")
     return X, np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_covariance(cov, dim: int, name: str = "cov", *, diagonal: bool = False,
+                     allow_zero: bool = False) -> np.ndarray:
+    """A covariance for N(m, C) in R^dim, checked up front, naming ``name``.
+
+    Accepted: a variance τ > 0 (τI), a vector of dim variances > 0 (diag), or a dim×dim
+    symmetric positive definite matrix. Returns the dim×dim matrix, or with ``diagonal=True``
+    the vector of variances — and then a matrix with off-diagonal entries is refused: where a
+    diagonal covariance is meant, reducing a full matrix to its diagonal would be a silent
+    change of the Gaussian. ``allow_zero`` admits zero variances (a collapsed, point-mass
+    direction: the end state of a learned covariance, not a user's input).
+    """
+    arr = _real_array(cov, name, "fiu", "a variance, a vector of variances or a matrix")
+    if arr.ndim > 2 or (arr.ndim == 1 and arr.shape != (dim,)) or (arr.ndim == 2 and arr.shape != (dim, dim)):
+        raise ValueError(f"{name} must be a variance, {dim} variances or a {dim}x{dim} matrix, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {_show(arr)}")
+    if arr.ndim < 2:
+        if np.any(arr < 0) or (not allow_zero and np.any(arr == 0)):
+            raise ValueError(f"{name}: variances must be {'>=' if allow_zero else '>'} 0, got {_show(arr)}")
+        var = np.broadcast_to(arr, (dim,)).astype(np.float64)
+        return var if diagonal else np.diag(var)
+    if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-14 * max(1.0, float(np.abs(arr).max()))):
+        raise ValueError(f"{name} must be symmetric, got {_show(arr)}")
+    off = arr - np.diag(np.diag(arr))
+    if diagonal and np.any(off != 0):
+        raise ValueError(f"{name} must be diagonal here (this estimator learns variances only), but has "
+                         f"off-diagonal entries up to {float(np.abs(off).max()):.3g}; pass the variances")
+    sym = 0.5 * (arr + arr.T)
+    try:
+        np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is "
+                         f"{float(np.linalg.eigvalsh(sym).min()):.3g} ({_show(arr)})") from None
+    return np.diag(sym).copy() if diagonal else sym
+
+
+def _show(arr: np.ndarray) -> str:
+    """A short repr for messages (a 159,010-vector must not fill the screen)."""
+    return np.array2string(np.asarray(arr), threshold=8, edgeitems=2, precision=4)
+
+
+# A chain that has moved this many times its natural scale from its anchor has diverged: for a
+# loss bounded below, q ∝ e^{−f} N(x, τI) puts its mass within √(2τ(f(x) − min f)) of x, so a
+# legitimate chain would need f(x) − min f ≳ 1e16·d/2, beyond what float64 losses resolve.
+CHAIN_DIVERGED = 1e8
+
+
+def check_chain(chain: np.ndarray, anchor: np.ndarray, scale: float, what: str, step: int,
+                hint: str = "ε_j is too large for the loss's curvature and 1/τ") -> None:
+    """FloatingPointError if an iterative estimator's state left its range (naming it and the step).
+
+    ``scale`` is the chain's natural distance (max of 1, √(τd), the start's distance); a state
+    not finite or farther than CHAIN_DIVERGED·scale from ``anchor`` is the estimator's own
+    divergence, reported as such before it reaches the loss as an overflowed point.
+    """
+    if not np.all(np.isfinite(chain)):
+        raise FloatingPointError(f"{what} diverged at inner step {step}: its state is not finite ({hint})")
+    distance = float(np.linalg.norm(chain - anchor))
+    if not distance <= CHAIN_DIVERGED * scale:
+        raise FloatingPointError(f"{what} diverged at inner step {step}: its state is {distance:.3g} from the "
+                                 f"anchor (more than {CHAIN_DIVERGED:.0e} × its scale {scale:.3g}): {hint}")

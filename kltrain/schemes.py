@@ -152,8 +152,13 @@ def _inner(rule: Any, k: int) -> tuple[Any, int]:
 def step_context(rule: Any, k: int) -> str:
     """"τ = …, estimator …, step k+1" for error messages."""
     inner, k_inner = _inner(rule, k)
-    tau = f"τ = {inner.tau(k_inner)!r}, " if hasattr(inner, "tau") else ""
+    tau = f"τ = {_tau_at(inner, k_inner)!r}, " if hasattr(inner, "tau") else ""
     return f"{tau}estimator {type(getattr(inner, 'estimator', inner)).__name__}, step {k + 1}"
+
+
+def _tau_at(rule: Any, k: int) -> Any:
+    """τ of update k: a rule's ``tau`` is a schedule here, but a plain float in e.g. DiagonalGaussianRule."""
+    return rule.tau(k) if callable(rule.tau) else rule.tau
 
 
 def check_step(rule: Any, x: np.ndarray, k: int, what: str) -> None:
@@ -161,7 +166,7 @@ def check_step(rule: Any, x: np.ndarray, k: int, what: str) -> None:
     if np.all(np.isfinite(x)):
         return
     inner, k_inner = _inner(rule, k)
-    tau = inner.tau(k_inner) if hasattr(inner, "tau") else None
+    tau = _tau_at(inner, k_inner) if hasattr(inner, "tau") else None
     name = getattr(inner, "where", type(inner).__name__)
     check_finite_result(x, f"{name}: {what}", tau=tau, estimator=getattr(inner, "estimator", inner), step=k + 1)
 

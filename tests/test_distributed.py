@@ -18,6 +18,7 @@ from kltrain.nets.projected import projected_importance_update
 from kltrain.studies.training import TrainConfig, load_data, train
 
 pytest.importorskip("dask.distributed")
+pytestmark = pytest.mark.timeout(300)   # a LocalCluster of worker processes: minutes at most, never a hang
 X, Y, _, _ = load_mnist(quiet=True)
 CPU = get_backend("cpu")
 

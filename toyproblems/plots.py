@@ -26,7 +26,9 @@ import kltrain
 from kltrain import variational as V
 from kltrain.schedules import as_tau_schedule
 
-from .grid import Box, Kind, loss_values, regularized_grid
+from kltrain._checks import check_count, check_flag, check_tau
+
+from .grid import Box, Kind, check_box, loss_values, regularized_grid
 from .landscapes import SHARP_CENTER, WIDE_CENTER, wide_and_sharp_bumps, wide_and_sharp_mixture
 from .losses import GaussianMixtureLoss
 
@@ -94,7 +96,13 @@ def plot_landscape(loss, taus: float | Sequence[float], *, kind: Kind = "local_e
     Works for any 2D loss with ``values`` or ``value``; the regularized panels come from
     :func:`toyproblems.grid.regularized_grid`. Returns the Figure (new, or ``ax``'s).
     """
-    taus = list(np.atleast_1d(taus))
+    taus = [check_tau(t) for t in np.atleast_1d(np.asarray(taus, dtype=object)).tolist()]
+    if not taus and not show_loss:
+        raise ValueError("plot_landscape has nothing to draw: no τ and show_loss=False")
+    show_loss = check_flag(show_loss, "show_loss")
+    box, n = check_box(box), check_count(n, "n", 2)
+    if getattr(loss, "dim", 2) != 2:
+        raise ValueError(f"plot_landscape needs a 2D loss, got dim = {loss.dim}")
     fig, axes = _axes(ax, len(taus) + show_loss)
     panels = [_grid_of_loss(loss, box, n) + ("f",)] if show_loss else []
     panels += [regularized_grid(loss, t, kind=kind, box=box, n=n) + (f"{SYMBOL[kind]}, τ = {t:g}",)

@@ -72,16 +72,62 @@ def add_debug(parser, subparsers) -> None:
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
+BYTES_PER_SAMPLE = 64   # per sample of one update: log weights (float32 and float64), weights, k̂'s copy, ε_j, indices
+BYTES_PER_UPDATE = 256  # per update of a run: time, loss, τ kept in Python lists, and their JSON
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable (Linux), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(need: float, what: str) -> None:
+    """ValueError (one line, exit 2) when ``what`` would need more memory than the machine has free:
+    refused before any work rather than a MemoryError (or the OOM killer) midway."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what} would need about {need / 2 ** 30:.3g} GiB, more than the {free / 2 ** 30:.3g} GiB "
+                         "free on this machine; ask for less")
+
+
+def check_run_fits(samples: int, n_updates: int = 0, what: str = "") -> None:
+    """The estimate for runs and benches: BYTES_PER_SAMPLE per sample, BYTES_PER_UPDATE per update."""
+    check_fits(BYTES_PER_SAMPLE * samples + BYTES_PER_UPDATE * n_updates,
+               what or f"--samples {samples} with --updates {n_updates}")
+
+
 # Errors that come from what the user asked for (bad values, paths, endpoints) or what a
 # run met (divergence): reported in one line. Anything else is a bug and keeps its traceback.
-RUN_ERRORS = (FloatingPointError, ConnectionError, TimeoutError)   # exit 1: the run failed
+RUN_ERRORS = (FloatingPointError, ConnectionError, TimeoutError, MemoryError)   # exit 1: the run failed
 USER_ERRORS = (ValueError, TypeError, OSError)                     # exit 2: the request was bad
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it is handled like Ctrl-C (results kept)."""
 
 
 def report_error(err: BaseException, debug: bool) -> int:
     """Print ``kltrain: error: …`` and return the exit status; re-raise with ``debug`` or for bugs."""
     if debug:
         raise err
+    if isinstance(err, Terminated):
+        print("kltrain: terminated", file=sys.stderr)
+        return 143
+    if isinstance(err, MemoryError):   # numpy's own message names the array; one line, not a traceback
+        message = " ".join(str(err).split()) or "out of memory"
+        print(f"kltrain: error: not enough memory: {message}", file=sys.stderr)
+        return 1
     if isinstance(err, KeyboardInterrupt):
         print("kltrain: interrupted", file=sys.stderr)
         return 130

@@ -7,7 +7,6 @@ recomputed by training its config again (runs are deterministic given the seed).
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -31,9 +30,10 @@ def add_arguments(parser) -> None:
 
 def load_run(path):
     """(TrainConfig, final weights) of a run file; retrains when no weights file lies beside it."""
+    from ..studies.runfile import read_run_file
     from ..studies.training import TrainConfig, train
     path = Path(path)
-    raw = json.loads(path.read_text())["config"]
+    raw = read_run_file(path)["config"]     # not a valid run: one line naming the file
     known = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in raw.items() if k in known})
     weights = path.with_name(path.name[:-len(".json")] + ".params.npy") if path.name.endswith(".json") else None
@@ -44,11 +44,19 @@ def load_run(path):
 
 
 def run_flatness(args) -> int:
+    from .._io import atomic_write_json, prepare_file
     from ..studies.flatness import FlatnessConfig, ReducedPerturbation, measure
+    from ..studies.runfile import read_run_file
     from ..studies.training import NETS, load_data
     cfg = FlatnessConfig(taus=_floats(args.taus), le_samples=args.samples, rho=args.rho,
                          ascent_steps=args.ascent_steps, hessian_probes=args.probes, sigmas=_floats(args.sigmas),
                          noise_draws=args.draws, seed=args.seed)
+    if args.json:
+        prepare_file(args.json)          # a bad path is found before the measurements, not after
+    from .args import check_run_fits
+    check_run_fits(cfg.le_samples, what=f"--samples {cfg.le_samples}")
+    for path in args.runs:               # every run file checked before the first measurement
+        read_run_file(path)
     records, reduced, data = [], {}, {}
     for path in args.runs:
         config, x = load_run(path)
@@ -62,9 +70,9 @@ def run_flatness(args) -> int:
                    **measure(net, x, *data[key], cfg, reduced=reduced[key]))
         records.append(rec)
         print(summary_line(rec), flush=True)
+        if args.json:                    # after every run: an interruption keeps what was measured
+            atomic_write_json(args.json, dict(config=cfg.__dict__, runs=records), indent=1)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(dict(config=cfg.__dict__, runs=records), indent=1))
         print(f"wrote {args.json}")
     return 0
 
@@ -79,4 +87,7 @@ def summary_line(rec) -> str:
 
 
 def _floats(text) -> tuple:
-    return tuple(float(t) for t in str(text).split(",") if t)
+    try:
+        return tuple(float(t) for t in str(text).split(",") if t)
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None

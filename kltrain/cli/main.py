@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Callable
 
-from .args import (add_debug, at_least, comma_counts, comma_nets, nonnegative_float, positive_float,
-                       report_error)
+from .args import (Terminated, add_debug, at_least, check_run_fits, comma_counts, comma_nets, nonnegative_float,
+                   positive_float, report_error)
 
 
 def _bench(args) -> int:
     from .._io import prepare_file
     from ..bench.timing import check_peer, header, run_bench, write_json
     check_peer(args.peer)   # a missing JAX is found before the timings, not after
+    check_run_fits(max(args.samples, args.m * args.m), what=f"--samples {args.samples}")
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
     print(header(args.peer))
@@ -39,9 +42,13 @@ def _bench(args) -> int:
 def _train(args) -> int:
     import numpy as np
 
-    from .._io import prepare_dir
+    from dataclasses import replace
+
+    from .._io import atomic_write_bytes, prepare_dir
+    from ..kernels import resolve
     from ..studies.training import TrainConfig, train
     out = prepare_dir(args.out)  # created and probed before any work
+    check_run_fits(max(args.samples, args.hr_iterations * args.hr_samples), args.updates)   # before any data is loaded
     make_config: Callable[..., TrainConfig] = TrainConfig
     if args.covariance != "fixed":  # a learned diagonal or isotropic covariance (kltrain.gaussian.schemes)
         from functools import partial
@@ -55,6 +62,8 @@ def _train(args) -> int:
                       projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
                       dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
                       workers=args.workers)
+    if not (cfg.scheduler or cfg.workers):  # "auto" resolved before hashing: the same run under --backend cpu
+        cfg = replace(cfg, backend=resolve(cfg.backend))
     # The config hash in the name: another --tau into the same --out never overwrites this run.
     stem = out / f"{cfg.algorithm}-{cfg.net}-seed{cfg.seed}-{_hash(cfg)}"
 
@@ -67,8 +76,11 @@ def _train(args) -> int:
     except (KeyboardInterrupt, FloatingPointError):
         print(f"kept the evaluations so far in {stem}.json/.csv", file=sys.stderr)
         raise
-    if result.final_params is not None:  # final weights, for `kltrain flatness`
-        np.save(f"{stem}.params.npy", result.final_params)
+    if result.final_params is not None:  # final weights, for `kltrain flatness`; atomic: never a truncated file
+        import io
+        buf = io.BytesIO()
+        np.save(buf, result.final_params)
+        atomic_write_bytes(f"{stem}.params.npy", buf.getvalue())
     for u, a in zip(result.eval_updates, result.test_accuracy):
         print(f"update {u:>5}  held-out accuracy {a:.4f}")
     median = f"median {sorted(result.seconds)[len(result.seconds) // 2]:.4g} s/update; " if result.seconds else ""
@@ -208,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--repeat", type=at_least(1), default=2)
     dist.add_argument("--json", metavar="PATH")
     dist.set_defaults(func=_bench_distributed)
-    add_debug(parser, (bench, train, rep, dist))
+    add_debug(parser, (bench, train, rep, flat, dist))
     return parser
 
 
@@ -224,6 +236,7 @@ def _bench_distributed(args) -> int:
     from ..kernels.distributed import connect
     if args.json:
         prepare_file(args.json)
+    check_run_fits(max(args.samples), what=f"--samples {max(args.samples)}")
     records = scaling_benchmark(lambda n: connect(workers=n, threads_per_worker=1),
                                 worker_counts=args.workers, samples=args.samples, repeat=args.repeat)
     if args.json:
@@ -233,12 +246,30 @@ def _bench_distributed(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the command; a user error is one ``kltrain: error: …`` line and exit 2 (``--debug``: traceback)."""
+    """Run the command; a user error is one ``kltrain: error: …`` line and exit 2 (``--debug``: traceback).
+
+    SIGTERM is handled as Ctrl-C (a run file gets status "interrupted" with its evaluations kept), then
+    exit 143; MemoryError is one line and exit 1.
+    """
     args = build_parser().parse_args(argv)
+    previous = _on_sigterm()
     try:
         return args.func(args)
     except BaseException as err:  # noqa: B036 (report_error re-raises what it does not handle)
         return report_error(err, debug=args.debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm():
+    """Raise Terminated (a KeyboardInterrupt) on SIGTERM; returns the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .._checks import check_count, check_positive
+from .._checks import check_chain, check_count, check_finite_result, check_positive
 from ..fastpath import fast_path
 from ..losses import loss_grad
 from ..noise import draw_seed, noise_rows
@@ -71,13 +71,20 @@ def sgld_chain(loss: Any, x: np.ndarray, tau: float, seed: int, start: np.ndarra
     """
     chain = np.array(start, dtype=np.float64)
     total, grad_norm = eps[0] * chain, 0.0
+    scale, what = chain_scale(x, chain, tau), f"the SGLD chain (τ = {tau!r})"
     for j, noise in enumerate(noise_rows(seed, 1, eps.size, chain.size), start=1):   # chain is x^j
         batch = loss if rng is None else loss.resample(rng)
         g = loss_grad(batch, chain)                                                 # ∇f, shape and finiteness checked
         chain = langevin_step(x, chain, g, eps[j - 1], tau, noise, noise_scale)
+        check_chain(chain, x, scale, what, j)          # its own overflow, before the loss sees the point
         total += eps[j] * chain                                                       # Σ ε_j x^j
         grad_norm = float(np.linalg.norm(g))
     return total / eps.sum(), chain, grad_norm
+
+
+def chain_scale(x: np.ndarray, start: np.ndarray, tau: float) -> float:
+    """The distance a sane chain on q_{x,τ} keeps from x: max(1, √(τd), |x^1 − x|) (see check_chain)."""
+    return max(1.0, float(np.sqrt(tau * x.size)), float(np.linalg.norm(start - x)))
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,11 @@ class SGLD:
             raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
         seed = draw_seed(rng)
         chain_fn = fast_path(loss, "sgld_chain", self.projected) or partial(sgld_chain, loss)
-        mean, chain, grad_norm = chain_fn(x, tau, seed, self.start(state, x), self.eps(), self.noise_scale,
+        start = self.start(state, x)
+        mean, chain, grad_norm = chain_fn(x, tau, seed, start, self.eps(), self.noise_scale,
                                           rng if self.fresh_minibatch else None)
+        # a fast path runs the chain in a kernel: its end and its average are checked here
+        check_chain(np.asarray(chain, dtype=np.float64), x, chain_scale(x, start, tau),
+                    f"the SGLD chain (τ = {tau!r})", self.n_steps)
+        check_finite_result(np.asarray(mean), "the SGLD average", tau=tau, estimator=self)
         return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)

@@ -27,10 +27,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_generator, check_count, check_positive
+from .._checks import (as_generator, check_chain, check_count, check_covariance, check_finite_result, check_point,
+                       check_positive)
 from .._logspace import logsumexp
+from ..estimators.importance import COLLAPSE_ACTIONS, check_collapse
 from ..fastpath import fast_path
-from ..losses import loss_grads, loss_values
+from ..losses import check_loss, loss_dim, loss_grads, loss_values
 from ..noise import counter_normals, draw_seed
 
 
@@ -41,9 +43,25 @@ class MomentsInfo(NamedTuple):
     seed: int
 
 
-def _diag(cov, d):
-    cov = np.asarray(cov, dtype=np.float64)
-    return np.diag(cov).copy() if cov.ndim == 2 else np.broadcast_to(cov, (d,)).astype(np.float64)
+def _checked(loss, mean, cov, name="cov", allow_zero=False):
+    """(mean, variances) checked up front: the mean finite and of the loss's dimension; the covariance
+    a variance, d variances or a *diagonal* matrix, all > 0 and finite (a full matrix is refused, not
+    reduced to its diagonal)."""
+    check_loss(loss)
+    mean = check_point(mean, loss_dim(loss), name="mean")
+    return mean, check_covariance(cov, mean.size, name, diagonal=True, allow_zero=allow_zero)
+
+
+def _checked_moments(estimator, mean, var, tau_like):
+    """FloatingPointError naming the estimator if its moments are not finite (or the variances < 0)."""
+    check_finite_result(mean, f"{type(estimator).__name__}: the mean", tau=tau_like, estimator=estimator)
+    check_finite_result(var, f"{type(estimator).__name__}: the variances", tau=tau_like, estimator=estimator)
+    return mean, var
+
+
+def _scale(var) -> str:
+    """The covariance's size for messages, in the place of τ: its mean variance (its isotropic τ)."""
+    return f"{float(np.mean(var)):.3g} (mean variance)"
 
 
 def _as_output(mean, var, like):
@@ -56,8 +74,8 @@ class _TiltedMoments:
 
     def tilted_moments(self, rng, loss, mean, cov):
         """Estimate (E_q X, diag Cov_q) — the hook :func:`kltrain.gaussian.schemes.local_entropy_step` uses."""
-        mean = np.asarray(mean, dtype=np.float64)
-        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
+        mean, var = _checked(loss, mean, cov)
+        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, var)
         return _as_output(m, v, cov)
 
 
@@ -73,10 +91,13 @@ class GaussianIS(_TiltedMoments):
 
     n_samples: int = 1000          # J (paper: 10³)
     chunk: int = 128               # samples per pass: memory chunk·d, never J·d
+    on_collapse: str = "warn"      # ESS ≈ 1 at J ≥ 100: "warn" | "raise" | "ignore" (as ImportanceSampling)
 
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 2)
         check_count(self.chunk, "chunk", 1)
+        if self.on_collapse not in COLLAPSE_ACTIONS:
+            raise ValueError(f"on_collapse must be one of {COLLAPSE_ACTIONS}, got {self.on_collapse!r}")
 
     def _chunks(self, seed, mean, var):
         """(x_j for j in a chunk) for consecutive chunks, regenerated from (seed, j)."""
@@ -86,15 +107,19 @@ class GaussianIS(_TiltedMoments):
 
     def estimate(self, seed, loss, mean, var):
         """(mean, variances, MomentsInfo) of q; by the loss's fast path if it has one (same noise)."""
+        mean, var = _checked(loss, mean, var, "var", allow_zero=True)   # 0: a collapsed direction (the rule's state)
         fast = fast_path(loss, "diagonal_importance_moments")
         if fast is None:
-            return self.reference_estimate(seed, loss, mean, var)
-        m, v, ess = fast(mean, var, seed, self.n_samples)
-        return m, v, MomentsInfo(ess, seed)
+            m, v, info = self.reference_estimate(seed, loss, mean, var)
+        else:
+            m, v, ess = fast(mean, var, seed, self.n_samples)
+            m, v, info = np.asarray(m, np.float64), np.asarray(v, np.float64), MomentsInfo(float(ess), seed)
+        check_collapse(info.ess, self.n_samples, _scale(var), self, self.on_collapse)
+        return _checked_moments(self, m, v, _scale(var)) + (info,)
 
     def reference_estimate(self, seed, loss, mean, var):
         """Two passes: log-weights first, then the weighted moments with the noise regenerated."""
-        log_w = np.concatenate([-loss_values(loss, X) for _, X in self._chunks(seed, mean, var)])
+        log_w = np.concatenate([-loss_values(loss, self._finite(X, var)) for _, X in self._chunks(seed, mean, var)])
         lse = logsumexp(log_w)                                                  # eq. (5.2)
         w = np.exp(log_w - lse)
         s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
@@ -104,6 +129,14 @@ class GaussianIS(_TiltedMoments):
             s2 += w[js] @ (D * D)
         ess = float(np.exp(2 * lse - logsumexp(2 * log_w)))
         return mean + s1, np.maximum(s2 - s1 * s1, 0.0), MomentsInfo(ess, seed)
+
+    def _finite(self, X, var):
+        """The proposal samples, refused if they overflowed (variances near 1e308): the estimator's
+        overflow, not the loss's."""
+        if not np.all(np.isfinite(X)):
+            raise FloatingPointError(f"GaussianIS: a proposal sample m + √c∘ε is not finite at C = {_scale(var)}; "
+                                     "the variances are too large to sample")
+        return X
 
 
 
@@ -125,20 +158,26 @@ class GaussianSGLD(_TiltedMoments):
 
     def estimate(self, seed, loss, mean, var):
         """(mean, variances, MomentsInfo) of the chain; by the loss's fast path if it has one (same noise)."""
+        mean, var = _checked(loss, mean, var, "var", allow_zero=True)
         fast = fast_path(loss, "diagonal_sgld_moments")
         if fast is None:
-            return self.reference_estimate(seed, loss, mean, var)
-        m, v = fast(mean, var, seed, self.n_steps, self.step)
-        return m, v, MomentsInfo(1.0, seed)
+            m, v, info = self.reference_estimate(seed, loss, mean, var)
+        else:
+            m, v = fast(mean, var, seed, self.n_steps, self.step)
+            m, v, info = np.asarray(m, np.float64), np.asarray(v, np.float64), MomentsInfo(1.0, seed)
+        return _checked_moments(self, m, v, _scale(var)) + (info,)
 
     def reference_estimate(self, seed, loss, mean, var):
         x, eps = mean.copy(), self.step
         s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
+        scale = max(1.0, float(np.sqrt(var.sum())))
+        what = f"GaussianSGLD (C = {_scale(var)}, step ε = {eps!r})"
         for j in range(self.n_steps):
             xi = counter_normals(seed, [j], mean.size)[0]
             g = loss_grads(loss, x[None])[0]
             # ∇U = ∇f + C⁻¹(x − m); preconditioned step x − ε C∇U + √(2ε) C^{½} ξ
             x = x - eps * (var * g + (x - mean)) + np.sqrt(2 * eps * var) * xi
+            check_chain(x, mean, scale, what, j + 1, "ε·(c·f'' + 1) must stay below 2: reduce the step ε")
             s1 += x
             s2 += x * x
         m = s1 / self.n_steps
@@ -163,7 +202,13 @@ class GaussianRobbinsMonro:
             raise ValueError(f"alpha must be in (1/2, 1], got {self.alpha!r}")
 
     def estimate(self, seed, loss, mean_k, var_k):
+        mean_k, var_k = _checked(loss, mean_k, var_k, "var", allow_zero=True)
+        if np.any(var_k == 0):       # log c: a collapsed learned covariance cannot go on in this chart
+            raise FloatingPointError("GaussianRobbinsMonro works on log-variances, and a variance has collapsed "
+                                     "to 0; floor the learned covariance (DiagonalGaussianRule(min_var > 0))")
         m, s = mean_k.copy(), np.log(var_k)
+        scale = max(1.0, float(np.sqrt(var_k.sum())))
+        what = f"GaussianRobbinsMonro (C = {_scale(var_k)}, c = {self.c!r})"
         for j in range(1, self.n_iterations + 1):
             eps = counter_normals(seed, np.arange((j - 1) * self.n_samples, j * self.n_samples), m.size)
             sd = np.exp(0.5 * s)
@@ -173,12 +218,19 @@ class GaussianRobbinsMonro:
             a = self.c * j ** -self.alpha
             # preconditioned: C_k for m (as Algorithm 5 scales by τ), 2 (inverse Fisher) for s
             m, s = m - a * var_k * g_m, s - 2 * a * g_s
-        return m, np.exp(s), MomentsInfo(1.0, seed)
+            check_chain(m, mean_k, scale, what, j, "reduce the step constant c")
+            if not np.all(np.abs(s - np.log(var_k)) < LOG_VAR_DIVERGED):       # e^s about to over/underflow
+                raise FloatingPointError(f"{what} diverged at inner step {j}: the log-variances moved by "
+                                         f"{float(np.max(np.abs(s - np.log(var_k)))):.3g}; reduce the step constant c")
+        return _checked_moments(self, m, np.exp(s), _scale(var_k)) + (MomentsInfo(1.0, seed),)
 
     def heat_moments(self, rng, loss, mean, cov):
-        mean = np.asarray(mean, dtype=np.float64)
-        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, _diag(cov, mean.size))
+        mean, var = _checked(loss, mean, cov)
+        m, v, _ = self.estimate(draw_seed(as_generator(rng)), loss, mean, var)
         return _as_output(m, v, cov)
+
+
+LOG_VAR_DIVERGED = 300.0   # a variance changed by e^300 in one heat step: the iteration has left its range
 
 
 @dataclass(frozen=True)

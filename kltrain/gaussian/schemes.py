@@ -104,7 +104,7 @@ import numpy as np
 from scipy.optimize import minimize as _scipy_minimize
 
 from . import exact as gx
-from .._checks import check_count, check_point
+from .._checks import check_count, check_covariance, check_point
 from ..losses import check_loss, loss_dim, loss_grads
 
 FORMS = ("local_entropy", "heat")
@@ -113,16 +113,28 @@ FAMILIES = ("full", "diag", "iso", "fixed")
 
 # -- validation -----------------------------------------------------------------------------
 def _check_gaussian(loss, mean, cov):
+    """(mean, C): C a variance τ (τI), d variances (diagonal) or a symmetric positive definite matrix."""
     check_loss(loss)
     mean = check_point(mean, loss_dim(loss), name="mean")
-    cov = np.asarray(cov, dtype=np.float64)
-    if cov.ndim == 0:                                                 # a variance τ means τI
-        cov = cov * np.eye(mean.size)
-    if cov.shape != (mean.size, mean.size) or not np.all(np.isfinite(cov)):
-        raise ValueError(f"cov must be a finite {mean.size}x{mean.size} matrix, got shape {cov.shape}")
-    if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14) or np.linalg.eigvalsh(gx.sym(cov)).min() <= 0:
-        raise ValueError(f"cov must be symmetric positive definite, got {cov!r}")
-    return mean, gx.sym(cov)
+    return mean, check_covariance(cov, mean.size, "cov")
+
+
+def _check_iterate(mean, cov, cov_k, what, estimator, step):
+    """(m_{k+1}, C_{k+1}) checked: FloatingPointError naming the scheme, the estimator, the step and C_k
+    (the τ of these schemes) if the step stopped being a Gaussian — not finite, or C not positive
+    definite — rather than "mean must be finite" from the next step's input check."""
+    mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+    at = (f"at step {step}, estimator {'Exact' if estimator is None else type(estimator).__name__}, "
+          f"from C_k of mean variance {float(np.trace(cov_k)) / cov_k.shape[0]:.3g}")
+    for name, value in (("mean", mean), ("covariance", cov)):
+        if not np.all(np.isfinite(value)):
+            raise FloatingPointError(f"{what}: the {name} is not finite {at}")
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise FloatingPointError(f"{what}: the covariance is no longer positive definite (smallest eigenvalue "
+                                 f"{float(np.linalg.eigvalsh(gx.sym(cov)).min()):.3g}) {at}") from None
+    return mean, cov
 
 
 def _check_choice(value, allowed, name):
@@ -163,6 +175,10 @@ def tilted_moments(loss, mean, cov, *, estimator=None):
         log_z, m, C = gx.tilted_closed(loss, mean, cov)
     else:
         log_z, m, C = gx.tilted_grid(loss, mean, cov, quadrature)
+    if not np.isfinite(log_z):
+        raise FloatingPointError(f"gaussian.tilted_moments: log Z = {float(log_z)!r} is not finite (e^(−f) "
+                                 f"under- or overflows on N(m, C)), estimator {type(estimator).__name__}")
+    m, C = _check_iterate(m, C, cov, "gaussian.tilted_moments", estimator, 1)
     return -float(log_z), m, C
 
 
@@ -176,8 +192,13 @@ def heat_regularization(loss, mean, cov, *, estimator=None) -> float:
     mean, cov = _check_gaussian(loss, mean, cov)
     route, quadrature = _route(loss, "expected_loss", estimator, mean.size)
     if route == "closed":
-        return gx.expected_loss_closed(loss, mean, cov)[0]
-    return gx.FrozenGrid(loss, mean, cov, quadrature)(mean, cov)[0]
+        value = gx.expected_loss_closed(loss, mean, cov)[0]
+    else:
+        value = gx.FrozenGrid(loss, mean, cov, quadrature)(mean, cov)[0]
+    if not np.isfinite(value):
+        raise FloatingPointError(f"gaussian.heat_regularization: E_N[f] = {value!r} is not finite, "
+                                 f"estimator {type(estimator).__name__}")
+    return value
 
 
 def project(cov, family, cov_k):
@@ -207,7 +228,7 @@ def local_entropy_step(loss, mean, cov, *, family="full", estimator=None, rng=No
         m_q, C_q = estimator.tilted_moments(rng, loss, mean, cov)
     else:
         _, m_q, C_q = tilted_moments(loss, mean, cov, estimator=estimator)
-    return m_q, project(C_q, family, cov)
+    return _check_iterate(m_q, project(np.asarray(C_q), family, cov), cov, "gaussian.local_entropy_step", estimator, 1)
 
 
 # -- heat form ------------------------------------------------------------------------------
@@ -291,7 +312,7 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
     if callable(getattr(estimator, "tilted_moments", None)):
         raise ValueError(f"{type(estimator).__name__} estimates the local-entropy form's moments")
     if callable(getattr(estimator, "heat_moments", None)):            # e.g. GaussianRobbinsMonro
-        m, C = estimator.heat_moments(rng, loss, mean_k, cov_k)
+        m, C = _check_iterate(*estimator.heat_moments(rng, loss, mean_k, cov_k), cov_k, "gaussian.heat_step", estimator, 1)
         return (m, project(C, family, cov_k)) + ((None,) if return_info else ())
     route, quadrature = _route(loss, "expected_loss", estimator, mean_k.size)
     if route == "closed":
@@ -318,6 +339,7 @@ def heat_step(loss, mean, cov, *, family="full", estimator=None, rng=None, retur
         out = (m, cov_k)
     else:
         out = (m, gx.sym(L @ L.T))
+    out = _check_iterate(*out, cov_k, "gaussian.heat_step", estimator, 1)
     if return_info:
         value, g_m, _ = fun(*out)
         return out + (HeatInfo(float(value), int(res.nit), float(np.linalg.norm(g_m))),)
@@ -401,8 +423,13 @@ def minimize(loss, mean0, cov0, n_steps, *, form="local_entropy", family="full",
     mean, cov = _check_gaussian(loss, mean0, cov0)
     rng = as_generator(rng) if rng is not None or estimator is not None else None
     means, covs = [mean], [cov]
-    for _ in range(check_count(n_steps, "n_steps")):
-        mean, cov = scheme.step(rng, loss, mean, cov)
+    what = f"gaussian.minimize ({form}, {family})"
+    for k in range(check_count(n_steps, "n_steps")):
+        try:
+            mean, cov = scheme.step(rng, loss, mean, cov)
+        except FloatingPointError as err:             # an estimator that diverged: say which update
+            raise type(err)(f"{err} ({what}, step {k + 1})") from err
+        mean, cov = _check_iterate(mean, cov, covs[-1], what, estimator, k + 1)
         means.append(mean)
         covs.append(cov)
     return GaussianPath(np.stack(means), np.stack(covs))

@@ -25,14 +25,14 @@ replace one that holds a different config.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text, prepare_dir
 from .batch import RunBatch, run_batch
+from .runfile import InvalidRunFile, read_run_file, same_config
 from .training import CovarianceTrainConfig, TrainConfig, TrainResult, load_data
 
 CHECKPOINTS = (100, 200, 300, 400, 500)
@@ -243,7 +243,7 @@ def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer,
     exp = EXPERIMENTS[name]
     n_seeds = (1 if quick else exp.default_seeds) if seeds is None else seeds
     folder = experiment_folder(out, name, quick)
-    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    prepare_dir(folder / "runs", "the runs folder")   # created and probed before any training
     runs, pending = {}, {}
     for label, cfg in exp.configs.items():
         cfg = replace(quick_config(cfg) if quick else cfg, backend=backend)
@@ -270,20 +270,22 @@ def _run_experiment(name, seeds, quick, out, chosen, backend, progress, printer,
 
 
 def finished_run(path: Path, cfg: TrainConfig, overwrite: bool) -> TrainResult | None:
-    """The stored result of ``cfg`` at ``path`` if it finished; ValueError if the file holds another config."""
+    """The stored result of ``cfg`` at ``path`` if it finished; ValueError if the file holds another config
+    or is not a valid run (checked against its config, hashes and checkpoints: :mod:`.runfile`)."""
     if not path.exists():
         return None
     try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):  # unreadable: a leftover of a crash before atomic writes; rerun
-        return None
-    wanted = TrainResult(cfg).config_hash
-    if stored.get("config_hash") != wanted:
+        stored = read_run_file(path)
+    except InvalidRunFile:
+        if overwrite:
+            return None
+        raise
+    if not same_config(stored["config"], cfg):
         if overwrite:
             return None
         raise ValueError(f"{path} holds a run of a different config (hash {stored.get('config_hash')}, "
-                         f"this one {wanted}); pass --overwrite (overwrite=True) or another --out")
-    return TrainResult.from_dict(stored) if stored.get("status") == "done" else None
+                         f"this one {TrainResult(cfg).config_hash}); pass --overwrite (overwrite=True) or another --out")
+    return TrainResult.from_dict(stored) if stored["status"] == "done" else None
 
 
 def _slug(label: str) -> str:

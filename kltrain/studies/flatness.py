@@ -24,9 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._checks import as_generator, check_count, check_positive, check_tau
+from .._checks import (as_generator, check_count, check_finite_values, check_labelled, check_nonnegative,
+                       check_numbers, check_point, check_positive, check_seed, check_tau)
 from .._logspace import logsumexp
-from ..losses import loss_values
+from ..losses import check_loss, loss_dim, loss_values
 from ..nets.mlp import MLP, softmax_cross_entropy
 
 
@@ -42,6 +43,26 @@ class LocalEntropyEstimate(NamedTuple):
     n_samples: int
 
 
+def _point(loss, x) -> np.ndarray:
+    """The weights x: a finite vector of the loss's dimension (a NaN weight would give NaN measures)."""
+    check_loss(loss)
+    return check_point(x, loss_dim(loss), name="x")
+
+
+def _net_point(net: MLP, x) -> np.ndarray:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a kltrain.nets.MLP, got {type(net).__name__}")
+    return check_point(x, net.n_params, name="x")
+
+
+def _finite(value, what: str, **where) -> float:
+    """FloatingPointError naming the measure if its result is not finite."""
+    if not np.all(np.isfinite(value)):
+        detail = ", ".join(f"{k} = {v!r}" for k, v in where.items())
+        raise FloatingPointError(f"{what} is not finite ({value!r}){' at ' + detail if detail else ''}")
+    return value
+
+
 def _from_log_weights(log_w) -> LocalEntropyEstimate:
     """F̂ = −log mean e^{lw}, its delta-method SE and the ESS, all in log space."""
     lw = np.asarray(log_w, dtype=np.float64)
@@ -54,10 +75,13 @@ def _from_log_weights(log_w) -> LocalEntropyEstimate:
 
 def local_entropy_is(loss, x, tau, *, n_samples, rng=None) -> LocalEntropyEstimate:
     """F_τ(x) of eq. (2.2) by IS with proposal φ_{x,τ}: w_j = e^{−f(x+√τ ξ_j)} (Alg. 4's weights)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = _point(loss, x)
     tau, J = check_tau(tau), check_count(n_samples, "n_samples", 1)
     points = x + np.sqrt(tau) * as_generator(rng).standard_normal((J, x.size))
-    return _from_log_weights(-loss_values(loss, points))
+    if not np.all(np.isfinite(points)):
+        raise FloatingPointError(f"local_entropy_is: a sample x + √τ ξ is not finite at τ = {tau!r}")
+    estimate = _from_log_weights(-loss_values(loss, points))
+    return estimate._replace(value=_finite(estimate.value, "local_entropy_is: F_τ", tau=tau))
 
 
 def hessian_trace(loss, x, *, n_probes, rng=None, step=1e-2) -> Estimate:
@@ -72,17 +96,19 @@ def hessian_trace(loss, x, *, n_probes, rng=None, step=1e-2) -> Estimate:
     the 784–200–10 net: SE ×2–4 per decade of ``step`` below 10⁻²). The a.e.
     Hessian of the last layer is exact in :func:`output_layer_trace`.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = _point(loss, x)
     n = check_count(n_probes, "n_probes", 2)
     check_positive(step, "step")
     rng = as_generator(rng)
     h = step / np.sqrt(x.size)
     quad = np.empty(n)
+    grad = lambda z: check_finite_values(np.asarray(loss.grad(z), np.float64), "the loss gradient")  # noqa: E731
     for k in range(n):
         v = rng.choice(np.array([-1.0, 1.0]), size=x.size)
-        hv = (np.asarray(loss.grad(x + h * v), np.float64) - np.asarray(loss.grad(x - h * v), np.float64)) / (2 * h)
+        hv = (grad(x + h * v) - grad(x - h * v)) / (2 * h)
         quad[k] = v @ hv
-    return Estimate(float(quad.mean()), float(quad.std(ddof=1) / np.sqrt(n)))
+    value = _finite(float(quad.mean()), "hessian_trace", step=step, probe=n)
+    return Estimate(value, float(quad.std(ddof=1) / np.sqrt(n)))
 
 
 def output_layer_trace(net: MLP, x, X, y) -> float:
@@ -92,7 +118,8 @@ def output_layer_trace(net: MLP, x, X, y) -> float:
     block's trace is mean_n (|h_n|² + 1)(1 − |p_n|²), h_n the last hidden activations, p_n the softmax.
     A lower bound on the a.e. Hessian's trace (the other diagonal blocks are Gauss–Newton, ≥ 0, for ReLU).
     """
-    layers = net.unflatten(np.asarray(x, dtype=np.float64))
+    layers = net.unflatten(_net_point(net, x))
+    _, y = check_labelled(X, y, net.sizes[-1], n_features=net.sizes[0])   # checked; X keeps its precision
     h = np.asarray(X, dtype=np.float64)
     for W, b in layers[:-1]:
         h = np.maximum(h @ W + b, 0.0)                           # (N, H)
@@ -116,16 +143,20 @@ def sharpness(loss, x, *, rho=0.05, n_steps=10, rng=None, step=1.0) -> Sharpness
     then δ ← Proj_ρ(δ + step·ρ·∇f(x+δ)/‖∇f(x+δ)‖); the best iterate is kept, so the
     result is a lower bound that can only grow with ``n_steps``.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = _point(loss, x)
     check_positive(rho, "rho")
+    check_positive(step, "step")
+    n_steps = check_count(n_steps, "n_steps")
     rng = as_generator(rng)
-    f0 = float(loss.value(x))
-    delta = _unit(np.asarray(loss.grad(x), np.float64), rng) * rho
-    best, best_delta = float(loss.value(x + delta)), delta
-    for _ in range(check_count(n_steps, "n_steps")):
-        delta = delta + step * rho * _unit(np.asarray(loss.grad(x + delta), np.float64), rng)
+    value_at = lambda z: float(check_finite_values(loss.value(z), "the loss"))                    # noqa: E731
+    grad_at = lambda z: check_finite_values(np.asarray(loss.grad(z), np.float64), "the loss gradient")  # noqa: E731
+    f0 = value_at(x)
+    delta = _unit(grad_at(x), rng) * rho
+    best, best_delta = value_at(x + delta), delta
+    for _ in range(n_steps):
+        delta = delta + step * rho * _unit(grad_at(x + delta), rng)
         delta *= min(1.0, rho / np.linalg.norm(delta))         # projection onto the ρ-ball
-        value = float(loss.value(x + delta))
+        value = value_at(x + delta)
         if value > best:
             best, best_delta = value, delta
     return SharpnessResult(best - f0, f0, float(np.linalg.norm(best_delta)))
@@ -142,7 +173,9 @@ def _unit(g, rng):
 def weight_noise_accuracy(net: MLP, x, X, y, sigmas, *, n_draws, rng=None) -> dict:
     """{σ: Estimate(mean accuracy of x + σζ, its SE over draws)}, ζ ∼ N(0, I) fresh per draw."""
     rng = as_generator(rng)
-    x = np.asarray(x, dtype=np.float32)
+    x = _net_point(net, x).astype(np.float32)
+    X, y = check_labelled(X, y, net.sizes[-1], n_features=net.sizes[0])
+    sigmas = check_numbers(sigmas, "sigmas", check_nonnegative)
     n = check_count(n_draws, "n_draws", 2)
     out = {}
     for sigma in sigmas:
@@ -167,8 +200,15 @@ class ReducedPerturbation:
     _VS: np.ndarray = field(init=False, repr=False)   # V_r S_r (N, r), set in __post_init__
 
     def __post_init__(self):
-        X = np.asarray(self.X, dtype=np.float64)
+        if not isinstance(self.net, MLP):
+            raise TypeError(f"net must be a kltrain.nets.MLP, got {type(self.net).__name__}")
+        check_positive(self.rtol, "rtol")
+        _, y = check_labelled(self.X, self.y, self.net.sizes[-1], n_features=self.net.sizes[0])
+        object.__setattr__(self, "y", y)
+        X = np.asarray(self.X, dtype=np.float64)                 # the SVD in the data's own precision
         V, s, _ = np.linalg.svd(X, full_matrices=False)
+        if not s[0] > 0:
+            raise ValueError("X is all zeros: the data set has no direction to perturb")
         r = int(np.sum(s > self.rtol * s[0]))
         object.__setattr__(self, "X", np.ascontiguousarray(X, dtype=np.float32))
         object.__setattr__(self, "y", np.asarray(self.y, dtype=np.int64))
@@ -203,10 +243,14 @@ class ReducedPerturbation:
     def local_entropy(self, x, tau, *, n_samples, rng=None) -> LocalEntropyEstimate:
         """F_τ(x) on the whole data set by IS with proposal φ_{x,τ}, sampled in reduced coordinates."""
         rng, tau = as_generator(rng), check_tau(tau)
+        x = _net_point(self.net, x)
+        n_samples = check_count(n_samples, "n_samples", 1)
         w0, b0, fan_in, H = self.net.layer_offsets[0]
         base = self.X @ np.asarray(x, np.float32)[w0:b0].reshape(fan_in, H)     # X W₁, once
-        return _from_log_weights([-self.perturbed_loss(x, tau, *self.noise(rng), base=base.copy())
-                                  for _ in range(check_count(n_samples, "n_samples", 1))])
+        log_w = check_finite_values(np.array([-self.perturbed_loss(x, tau, *self.noise(rng), base=base.copy())
+                                              for _ in range(n_samples)]), "the perturbed loss f(x + √τ ξ)")
+        estimate = _from_log_weights(log_w)
+        return estimate._replace(value=_finite(estimate.value, "ReducedPerturbation.local_entropy: F_τ", tau=tau))
 
 
 @dataclass(frozen=True)
@@ -224,15 +268,14 @@ class FlatnessConfig:
     seed: int = 0                           # one seed for all runs: common random numbers across methods
 
     def __post_init__(self):
-        for t in self.taus:
-            check_tau(t)
+        check_numbers(self.taus, "taus", lambda t, name: check_positive(t, name))
         for name in ("le_samples", "hessian_probes", "noise_draws"):
             check_count(getattr(self, name), name, 2)
         check_count(self.ascent_steps, "ascent_steps")
         check_positive(self.rho, "rho")
         check_positive(self.hessian_step, "hessian_step")
-        if any(not s >= 0 for s in self.sigmas):
-            raise ValueError(f"sigmas must be >= 0, got {self.sigmas!r}")
+        check_numbers(self.sigmas, "sigmas", check_nonnegative)
+        check_seed(self.seed)
 
 
 def measure(net: MLP, x, train, test, config: FlatnessConfig = FlatnessConfig(), *, backend="cpu",

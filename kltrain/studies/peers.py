@@ -46,12 +46,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_count, check_finite_values, check_positive
+from .._checks import check_chain, check_count, check_finite_values, check_flag, check_nonnegative, check_positive
 from ..kernels.peers import esgd_inner_step
 from ..noise import draw_seed, stream_key
 
 
 def _check_unit(value, name, *, closed=False):
+    value = check_nonnegative(value, name)
     if not (0.0 <= value < 1.0 or (closed and value == 1.0)):
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
 
@@ -85,15 +86,21 @@ class EntropySGD:
         for name in ("learning_rate", "inner_lr"):
             check_positive(getattr(self, name), name)
         check_count(self.inner_steps, "inner_steps", 1)
-        for name in ("gamma", "scoping", "noise"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("gamma", "scoping", "noise"):      # finite: γ = inf would pin x′ to x, noise = inf is NaN
+            check_nonnegative(getattr(self, name), name)
         _check_unit(self.alpha, "alpha")
         _check_unit(self.momentum, "momentum")
+        check_flag(self.nesterov, "nesterov")
+        check_flag(self.fresh_minibatch, "fresh_minibatch")
 
     def gamma_at(self, k: int) -> float:
         """γ-scoping: γ₀(1 + γ₁)^t, t = k + 1 (entropyoptim.lua increments t before use)."""
-        return self.gamma * (1.0 + self.scoping) ** (k + 1)
+        with np.errstate(over="ignore"):
+            gamma = self.gamma * (1.0 + self.scoping) ** (k + 1)
+        if not np.isfinite(gamma):
+            raise FloatingPointError(f"EntropySGD: the scope γ_k = γ₀(1 + γ₁)^(k+1) overflows at step {k + 1} "
+                                     f"(γ₀ = {self.gamma!r}, γ₁ = {self.scoping!r})")
+        return float(gamma)
 
     def init(self, loss, x):
         return EntropySGDState(np.zeros(np.shape(x), dtype=_dtype(x)))
@@ -105,12 +112,15 @@ class EntropySGD:
         chain, mu = x.copy(), x.copy()                # x′ and μ start at x
         inner_buf = np.zeros_like(x)                  # reset every update (optim.py: mdw.zero_())
         batch, resample = loss, _resampler(loss) if self.fresh_minibatch else None
+        scale = max(1.0, float(np.sqrt(x.size / gamma)) if gamma > 0 else np.inf)   # x′ ~ N(x, I/γ) at f = 0
+        what = f"the Entropy-SGD inner chain (γ = {gamma:g})"
         for i in range(self.inner_steps):
             if i > 0 and resample is not None:
                 batch = resample(rng)
             g = np.asarray(check_finite_values(batch.grad(chain), "the loss gradient"), dtype=x.dtype)
             esgd_inner_step(chain, x, mu, inner_buf, g, self.inner_lr, self.momentum, self.nesterov, gamma,
                             self.noise * np.sqrt(2.0 * self.inner_lr), self.alpha, key, i)
+            check_chain(chain, x, scale, what, i + 1, "the inner step η′ is too large for the loss's curvature and γ")
         direction = x - mu                            # "grad" of optim.py: wc − mw (no factor γ)
         buf, update = _momentum(state.momentum, direction, self.momentum, self.nesterov)
         x_next = x - self.learning_rate * update
@@ -158,6 +168,7 @@ class SAM:
         g = check_finite_values(np.asarray(loss.grad(x), dtype=np.float64), "the loss gradient")
         norm = float(np.linalg.norm(g))
         e_hat = self.rho * g / norm if norm > 0 else np.zeros_like(g)   # eq. (2): first-order ε̂(x)
-        g_sam = np.asarray(loss.grad((x + e_hat).astype(x.dtype)), dtype=np.float64)  # eq. (3)
+        g_sam = check_finite_values(np.asarray(loss.grad((x + e_hat).astype(x.dtype)), dtype=np.float64),
+                                    "the loss gradient at x + ε̂")                   # eq. (3)
         x_next = (x - self.learning_rate * g_sam).astype(x.dtype)
         return x_next, state, SAMInfo(norm, float(np.linalg.norm(g_sam)))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._checks import check_flag, check_positive
 from ..nets.mlp import INIT_SCHEMES
 from .config import TrainConfig
 
@@ -50,8 +51,11 @@ class Reading:
     kind: str = "reading"        # reading | beta-fit (the control with a free parameter)
 
     def __post_init__(self):
-        if not (np.isfinite(self.loss_scale) and self.loss_scale > 0):
-            raise ValueError(f"loss_scale must be positive and finite, got {self.loss_scale!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty string, got {self.name!r}")
+        check_positive(self.loss_scale, "loss_scale")
+        check_flag(self.cold_chain, "cold_chain")
+        check_flag(self.fresh_batches, "fresh_batches")
         if self.init not in INIT_SCHEMES:
             raise ValueError(f"init must be one of {INIT_SCHEMES}, got {self.init!r}")
         if self.kind not in ("reading", "beta-fit"):

@@ -17,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_count, check_flag, check_numbers, check_positive
+from .._io import config_hash as config_hash_of
+from .config import DATASETS
+from .runfile import InvalidRunFile, expected_evaluations
+
 from .readings import (ALGORITHMS, BETA_GRID, CHECKPOINTS, PAPER_TABLE_6_1, READINGS, Reading, beta_readings,
                        checkpoints_for, fit_beta, ordering_matches, paper_configs, rmse)
 from .batch import RunBatch, run_batch
@@ -39,14 +44,34 @@ def write_json_atomic(path: Path, obj) -> Path:
 
 
 def stored_run(cfg: TrainConfig, folder: Path) -> dict | None:
-    """The stored run of ``cfg`` (same hash) or None."""
+    """The stored run of ``cfg`` (same hash) or None; InvalidRunFile naming the file if it is not a
+    valid record of ``cfg`` (unreadable, another hash, evaluations or accuracies that ``cfg`` does not make)."""
     key = config_hash(cfg)
     path = Path(folder) / f"{cfg.algorithm}-{key}.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored.get("config_hash") == key:
-            return stored
-    return None
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InvalidRunFile(f"{path} is not a valid run file: cannot read it as JSON ({type(err).__name__}); "
+                             "delete it") from None
+    acc = stored.get("test_accuracy") if isinstance(stored, dict) else None
+    why = ("it is not a JSON object" if not isinstance(stored, dict) else
+           f"its config_hash is {stored.get('config_hash')!r}, not {key!r}" if stored.get("config_hash") != key else
+           "its evaluations are not those of its config"
+           if stored.get("eval_updates") != expected_evaluations(cfg.n_updates, cfg.eval_every) else
+           "its test_accuracy is not one number in [0, 1] per evaluation"
+           if not (isinstance(acc, list) and len(acc) == len(stored["eval_updates"])
+                   and all(a is None or (isinstance(a, (int, float)) and 0 <= a <= 1) for a in acc)) else
+           "its results do not match their results_hash (edited by hand?)"
+           if "results_hash" in stored and stored["results_hash"] != _results_hash(stored) else None)
+    if why:
+        raise InvalidRunFile(f"{path} is not a valid run file: {why}; delete it")
+    return stored
+
+
+def _results_hash(record: dict) -> str:
+    return config_hash_of({k: record.get(k) for k in ("eval_updates", "test_accuracy")})
 
 
 def run_once(cfg: TrainConfig, folder: Path, data, progress=False) -> dict:
@@ -77,7 +102,9 @@ def _record(cfg: TrainConfig, res) -> dict:
 def _store_finished(cfg: TrainConfig, folder: Path, res) -> None:
     """train's checkpoint: store the record once the run is done (unfinished runs are not stored)."""
     if res.status == "done":
-        write_json_atomic(Path(folder) / f"{cfg.algorithm}-{config_hash(cfg)}.json", _record(cfg, res))
+        record = _record(cfg, res)
+        write_json_atomic(Path(folder) / f"{cfg.algorithm}-{config_hash(cfg)}.json",
+                          dict(record, results_hash=_results_hash(record)))
 
 
 # -- the study ------------------------------------------------------------------------
@@ -96,11 +123,24 @@ class StudyConfig:
     stored_only: bool = False            # train nothing: summarize seeds 0..k−1 stored for all four algorithms
 
     def __post_init__(self):
-        unknown = [r for r in self.readings + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
+        check_count(self.seeds, "seeds", 1)
+        if self.beta_seeds is not None:
+            check_count(self.beta_seeds, "beta_seeds", 1)
+        for name in ("readings", "seeds_for", "beta_grid"):
+            if isinstance(getattr(self, name), (str, bytes)) or not isinstance(getattr(self, name), (tuple, list)):
+                raise TypeError(f"{name} must be a tuple, got {getattr(self, name)!r}")
+        for i, pair in enumerate(self.seeds_for):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(f"seeds_for[{i}] must be a (reading, n_seeds) pair, got {pair!r}")
+            check_count(pair[1], f"seeds_for[{i}] seeds", 1)
+        unknown = [r for r in tuple(self.readings) + tuple(r for r, _ in self.seeds_for) if r not in READINGS]
         if unknown:
             raise ValueError(f"unknown readings {unknown}; choose from {tuple(READINGS)}")
-        if self.seeds < 1 or (self.beta_seeds is not None and self.beta_seeds < 1):
-            raise ValueError("seeds must be >= 1")
+        check_numbers(self.beta_grid, "beta_grid", check_positive)
+        check_flag(self.quick, "quick")
+        check_flag(self.stored_only, "stored_only")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
 
     def base(self) -> dict:
         from .experiments import quick_config

@@ -34,6 +34,7 @@ from .config import (  # noqa: F401  (re-exported: the configs were defined here
     config_from_dict, covariance_rule, train_config)
 from ..schemes import check_step, step_context
 from .resident import applies, resident_loop
+from .runfile import results_hash
 
 
 @dataclass
@@ -62,10 +63,11 @@ class TrainResult:
         return float(np.mean(self.seconds)) if self.seconds else float("nan")
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "config_hash": self.config_hash, "config": asdict(self.config),
-                "eval_updates": self.eval_updates,
-                "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
-                "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
+        record = {"status": self.status, "config_hash": self.config_hash, "config": asdict(self.config),
+                  "eval_updates": self.eval_updates,
+                  "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
+                  "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
+        return dict(record, results_hash=results_hash(record))   # a resume checks the measurements too
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainResult":
