@@ -55,6 +55,7 @@ def _plot(path, ns, curves, xlabel, title):
 
 
 def importance_sampling_rate(report, n_rep=40, Js=(100, 400, 1600, 6400, 25600)) -> CheckResult:
+    """Algorithm 4's error against the exact E_q[X] falls like J^(−1/2) on the mixture toy."""
     runs = [_means(MIX, X, TAU, ImportanceSampling(J), n_rep) for J in Js]
     errs = [rmse(r, MIX.posterior_mean(X, TAU)) for r in runs]
     wrong = [rmse(r, MIX.posterior_mean(X, 1.2 * TAU)) for r in runs]
@@ -69,6 +70,7 @@ def importance_sampling_rate(report, n_rep=40, Js=(100, 400, 1600, 6400, 25600))
 
 
 def sgld_rate(report, n_rep=20, Js=(250, 1000, 4000, 16000)) -> CheckResult:
+    """The SGLD time average's error falls like J^(−1/2) on a Gaussian q (constant step)."""
     runs = [_means(QUAD, QX, QTAU, SGLD(J, temperatures=np.full(J, SGLD_TEMPERATURE), warm_start=False), n_rep)
             for J in Js]
     errs = [rmse(r, QUAD.posterior_mean(QX, QTAU)) for r in runs]
@@ -91,6 +93,7 @@ class _MisprintedRM(RobbinsMonro):
 
 
 def robbins_monro_rate(report, n_rep=12, Ns=(10, 100, 1000, 10000), n_samples=10) -> CheckResult:
+    """Robbins–Monro reaches the exact Algorithm 2 step with error ∝ J^(−α/2); the printed c·j^(+α) does not."""
     exact = kltrain.minimize_heat(BUMPS, BX, BTAU, 1)[1]
     errs = [rmse(_proxes(RobbinsMonro(n, n_samples, c=RM_C, alpha=RM_ALPHA), n_rep), exact) for n in Ns]
     try:  # the printed a_j = c·j^{+α} grows: Robbins–Monro now stops it with FloatingPointError
