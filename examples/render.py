@@ -5,8 +5,8 @@ one in a fresh Jupyter kernel (nbclient) from the repository root and writes ``D
 (default ``examples/html/``) and ``DIR/NAME.ipynb`` with the outputs.
 
 Each notebook is executed once per change of the code: :func:`executed` keeps the executed
-notebook in ``docs/_build/notebooks/`` under a key of the notebook's source and every ``.py`` file
-of ``kltrain``, ``toyproblems`` and ``examples``, so the tests (``tests/test_examples.py``), the
+notebook in ``docs/_build/notebooks/`` under a key of the notebook's source, this file and every
+``.py`` file of ``kltrain`` and ``toyproblems``, so the tests (``tests/test_examples.py``), the
 docs build (``docs/conf.py``) and this script share one execution.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = ROOT / "docs" / "_build" / "notebooks"
-CODE = ("kltrain", "toyproblems", "examples")
+CODE = ("kltrain", "toyproblems")  # the packages the notebooks import
 
 
 def notebooks() -> list[Path]:
@@ -41,7 +41,7 @@ def execute(path: Path, timeout: int = 120):
 
 def source_key(path: Path) -> str:
     """A hash of the notebook and of the code it runs: a cached execution is reused only while both are unchanged."""
-    digest = hashlib.sha256(Path(path).read_bytes())
+    digest = hashlib.sha256(Path(path).read_bytes() + Path(__file__).read_bytes())
     for folder in CODE:
         for source in sorted((ROOT / folder).rglob("*.py")):
             digest.update(source.relative_to(ROOT).as_posix().encode() + b"\0" + source.read_bytes())
