@@ -10,6 +10,9 @@
 - Headless Chromium opens the index, the tour and an API page: none is blank, logs a console error,
   requests anything from the web or shows unrendered math (``docs/browser_check.py``).
 
+The build executes no notebook that ``tests/test_examples.py`` already ran on the same sources: this
+file sorts after it, and both take the executions from ``examples/render.py``'s store.
+
 The build and the browser check are skipped, with the reason, where Sphinx or Chromium is missing;
 with ``KLTRAIN_REQUIRE_DOCS=1`` (set by ``.ci/run``) they fail instead.
 """
