@@ -1,7 +1,7 @@
 """The public names of kltrain, toyproblems and validation, and those without a docstring.
 
 Shared by the docs build (``kltrain_docs``: a missing docstring is a build warning, so ``-W`` fails)
-and by ``tests/test_docs.py`` (the same check without Sphinx). Public means: a module none of whose
+and by ``tests/test_site.py`` (the same check without Sphinx). Public means: a module none of whose
 dotted parts starts with ``_``; in it, the names of its ``__all__`` where it has one, otherwise
 the classes and functions it defines whose names do not start with ``_``. The API reference
 (autosummary, ``docs/api.md``) documents the same names.
