@@ -82,7 +82,3 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 nb_execution_mode = "off"  # kltrain_docs puts executed notebooks in docs/notebooks/ (examples/render.py)
 nb_merge_streams = True
-
-# TEMPORARY, until the README sections move into these pages (the last commits): the pages that
-# include README sections start at its H2 headings and carry its repository-relative links
-suppress_warnings = ["myst.header", "myst.xref_missing"]

@@ -17,8 +17,9 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_the_readme_has_python_blocks_to_run():
-    assert len(python_blocks(README.read_text())) >= 4
+def test_the_readme_and_the_tour_have_python_blocks_to_run():
+    assert len(python_blocks(README.read_text())) >= 1  # the taste
+    assert len(python_blocks((ROOT / "docs" / "tour.md").read_text())) >= 4
 
 
 def test_a_failing_block_fails_the_check():
@@ -84,6 +85,7 @@ EXTRA_MODULES = {"sphinx"}
 def test_shell_commands_parse():
     commands = [c for page in PAGES for c in shell_commands(page.read_text())]
     assert any(c.startswith("kltrain reproduce") for c in commands) and len(commands) >= 6
+    assert any("sphinx" in c for c in shell_commands(README.read_text()))  # the docs command, on the first screen
     for cmd in commands:
         check_command(cmd)
 
