@@ -60,7 +60,8 @@ nitpick_ignore_regex = [
 # -- API reference ----------------------------------------------------------------------------------
 # optional dependencies that a public module may import: stand-ins when absent, so that the reference
 # of kltrain.kernels.distributed, validation.gpu or a kltrain.torch / kltrain.jax builds without them
-OPTIONAL_IMPORTS = ("dask", "distributed", "torch", "jax", "jaxlib", "optax", "numba_cuda", "mlxtend", "cupy")
+from public_api import OPTIONAL_IMPORTS  # noqa: E402
+
 autodoc_mock_imports = [name for name in OPTIONAL_IMPORTS if importlib.util.find_spec(name) is None]
 autosummary_generate = True
 autosummary_ignore_module_all = False  # a module's __all__, where it has one, is its public API

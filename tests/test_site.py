@@ -78,6 +78,17 @@ def test_a_missing_docstring_is_found(monkeypatch):
         "kltrain_fake_module", "kltrain_fake_module.undocumented", "kltrain_fake_module.Generated"]
 
 
+def test_a_module_needing_an_absent_optional_dependency_is_skipped_and_any_other_failure_raises(
+        tmp_path, monkeypatch):
+    (tmp_path / "needs_torch_probe.py").write_text('"""Doc."""\nimport torch_absent_probe\n')
+    (tmp_path / "broken_probe.py").write_text('"""Doc."""\nimport no_such_module_probe\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(public_api, "OPTIONAL_IMPORTS", ("torch_absent_probe",))
+    assert public_api.missing_docstrings(["needs_torch_probe"]) == []
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_probe"):
+        public_api.missing_docstrings(["broken_probe"])
+
+
 def test_plain_text_docstrings_become_valid_rst():
     lines = ["F = |x − y|², ``|a|`` and :math:`|x|` stay.", "", "Paper symbols:", "",
              "    f    ``loss``", "    τ    ``tau``", "after"]
