@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import functools
 import http.server
 import json
@@ -79,16 +80,18 @@ class DevToolsPipe:
     def __init__(self, binary: str, profile: Path):
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-
-        def wire():  # the child's fd 3 reads our commands, its fd 4 writes the replies
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, pass_fds=(3, 4), preexec_fn=wire)
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        # the child's fd 3 must read our commands and its fd 4 write the replies. bash moves them
+        # there (no preexec_fn: Python code in a forked child of a threaded process can deadlock);
+        # the ends sit above 9 so that the moves cannot overwrite each other (dash takes one digit).
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser_r, from_browser_w)]
+        for fd in (to_browser_r, from_browser_w):
+            os.close(fd)
+        wire = f'exec 3<&{ends[0]} 4>&{ends[1]} {ends[0]}<&- {ends[1]}>&-; exec "$@"'
+        self.proc = subprocess.Popen(["bash", "-c", wire, "bash", binary, *FLAGS, f"--user-data-dir={profile}",
+                                      "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, pass_fds=tuple(ends))
+        for fd in ends:
+            os.close(fd)
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict] = []
