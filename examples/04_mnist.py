@@ -46,7 +46,7 @@ for label, config in configs.items():
 # SGLD here is Algorithm 3 as printed (temperature T = 1), and it trains slower than SGD. Lowering
 # the noise (`sgld_temperature=1e-4`) would make the chain sit at the mode of q, prox_{τf}(x), which
 # turns Algorithm 1 into a proximal-point step on f: faster, but no longer the paper's algorithm.
-# The README's notes on Table 6.1 say what the data does and does not explain.
+# The notes on Table 6.1 in docs/tour.md (and docs/readings.md) say what the data does and does not explain.
 
 # %%
 fig = Figure(figsize=(5.5, 3.5), layout="constrained")

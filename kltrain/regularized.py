@@ -42,14 +42,21 @@ def _method(estimator, name: str):
 
 
 def local_entropy(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
-    """F_τ(x) = −log ∫ e^{−f(x')} φ_{x,τ}(x') dx', eq. (2.2) as printed."""
+    r"""F_τ(x) = −log ∫ e^{−f(x')} φ_{x,τ}(x') dx', eq. (2.2) as printed.
+
+    .. math:: F_\tau(x) = -\log \int_{\mathbb{R}^d} e^{-f(x')}\,\varphi_{x,\tau}(x')\,dx',
+              \qquad \varphi_{x,\tau} = \mathcal{N}(x, \tau I).
+    """
     x, tau = _prepare(loss, x, tau)
     value = float(_method(estimator, "local_entropy")(loss, x, tau))
     return check_finite_result(value, "local_entropy", tau=tau, estimator=estimator)
 
 
 def heat_regularization(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None) -> float:
-    """F^H_τ(x) = ∫ f(x') φ_{x,τ}(x') dx' = (f * φ_{0,τ})(x), §2.2."""
+    r"""F^H_τ(x) = ∫ f(x') φ_{x,τ}(x') dx' = (f * φ_{0,τ})(x), §2.2.
+
+    .. math:: F^H_\tau(x) = \int_{\mathbb{R}^d} f(x')\,\varphi_{x,\tau}(x')\,dx' = (f * \varphi_{0,\tau})(x).
+    """
     x, tau = _prepare(loss, x, tau)
     value = float(_method(estimator, "heat_regularization")(loss, x, tau))
     return check_finite_result(value, "heat_regularization", tau=tau, estimator=estimator)
@@ -64,7 +71,10 @@ def heat_regularization_grad(loss: Loss, x: Point, tau: float, *, estimator: Est
 
 def posterior_mean(loss: Loss, x: Point, tau: float, *, estimator: Estimator = None,
                    rng: RngLike = None) -> np.ndarray:
-    """E_{X∼q_{x,τ}}[X], eq. (5.1): the minimiser of x' ↦ KL(q_{x,τ} ‖ φ_{x',τ}).
+    r"""E_{X∼q_{x,τ}}[X], eq. (5.1): the minimiser of x' ↦ KL(q_{x,τ} ‖ φ_{x',τ}).
+
+    .. math:: \mathbb{E}_{X\sim q_{x,\tau}}[X], \qquad
+              q_{x,\tau}(x') \propto \exp\Big(-f(x') - \frac{|x - x'|^2}{2\tau}\Big) \quad \text{(eq. 2.6)}.
 
     ``estimator`` is any E_q[X] estimator (kind "mean"); ``rng`` (int seed or
     Generator) feeds the sampling ones.

@@ -74,6 +74,8 @@ class Heat(_EstimatorRule):
 
 
 class SGDInfo(NamedTuple):
+    """Diagnostics of an SGD step: the gradient norm."""
+
     grad_norm: float
 
 
@@ -187,7 +189,9 @@ def run_heat(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Es
 
 def minimize_local_entropy(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
                            rng: RngLike = None) -> np.ndarray:
-    """Algorithm 1: iterates x_0, ..., x_K (shape (n_steps+1, d)) with x_{k+1} = E_{q_{x_k,τ}}[X].
+    r"""Algorithm 1: iterates x_0, ..., x_K (shape (n_steps+1, d)) with x_{k+1} = E_{q_{x_k,τ}}[X].
+
+    .. math:: x_{k+1} = \mathbb{E}_{q_{x_k,\tau}}[X] = x_k - \tau\,\nabla F_\tau(x_k) \qquad \text{(eq. 3.5)}
 
     ``tau`` is a float or a schedule k ↦ τ(k); ``estimator`` any kind-"mean" estimator
     (default exact); ``rng`` an int seed or Generator for the sampling estimators.
@@ -197,7 +201,10 @@ def minimize_local_entropy(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *,
 
 def minimize_heat(loss: Loss, x0: Point, tau: TauLike, n_steps: int, *, estimator: Estimator = None,
                   rng: RngLike = None) -> np.ndarray:
-    """Algorithm 2: iterates x_0, ..., x_K with x_{k+1} ∈ argmin_x KL(φ_{x,τ} ‖ q_{x_k,τ}).
+    r"""Algorithm 2: iterates x_0, ..., x_K with x_{k+1} ∈ argmin_x KL(φ_{x,τ} ‖ q_{x_k,τ}).
+
+    .. math:: x_{k+1} \in \operatorname*{argmin}_x \mathrm{KL}(\varphi_{x,\tau} \,\|\, q_{x_k,\tau})
+              = \operatorname*{argmin}_x \Big( F^H_\tau(x) + \frac{|x - x_k|^2}{2\tau} \Big)
 
     ``estimator`` is any kind-"prox" estimator: ``ExactProx`` (default) or ``RobbinsMonro``.
     """

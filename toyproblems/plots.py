@@ -277,6 +277,7 @@ def plot_mode_vs_mean(out: Path, var: float = 0.5) -> Path:
 
 
 def make_all(out) -> list[Path]:
+    """Write Figs 2.1, 2.2, 5.1 and the trajectories of Algorithms 1 and 2 into ``out``; return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return [plot_local_entropy(out), plot_heat(out), plot_mode_vs_mean(out), write_trajectories(out)]

@@ -55,6 +55,7 @@ def _plot(path, ns, curves, xlabel, title):
 
 
 def importance_sampling_rate(report, n_rep=40, Js=(100, 400, 1600, 6400, 25600)) -> CheckResult:
+    """Algorithm 4's error against the exact E_q[X] falls like J^(−1/2) on the mixture toy."""
     runs = [_means(MIX, X, TAU, ImportanceSampling(J), n_rep) for J in Js]
     errs = [rmse(r, MIX.posterior_mean(X, TAU)) for r in runs]
     wrong = [rmse(r, MIX.posterior_mean(X, 1.2 * TAU)) for r in runs]
@@ -69,6 +70,7 @@ def importance_sampling_rate(report, n_rep=40, Js=(100, 400, 1600, 6400, 25600))
 
 
 def sgld_rate(report, n_rep=20, Js=(250, 1000, 4000, 16000)) -> CheckResult:
+    """The SGLD time average's error falls like J^(−1/2) on a Gaussian q (constant step)."""
     runs = [_means(QUAD, QX, QTAU, SGLD(J, temperatures=np.full(J, SGLD_TEMPERATURE), warm_start=False), n_rep)
             for J in Js]
     errs = [rmse(r, QUAD.posterior_mean(QX, QTAU)) for r in runs]
@@ -91,6 +93,7 @@ class _MisprintedRM(RobbinsMonro):
 
 
 def robbins_monro_rate(report, n_rep=12, Ns=(10, 100, 1000, 10000), n_samples=10) -> CheckResult:
+    """Robbins–Monro reaches the exact Algorithm 2 step with error ∝ J^(−α/2); the printed c·j^(+α) does not."""
     exact = kltrain.minimize_heat(BUMPS, BX, BTAU, 1)[1]
     errs = [rmse(_proxes(RobbinsMonro(n, n_samples, c=RM_C, alpha=RM_ALPHA), n_rep), exact) for n in Ns]
     try:  # the printed a_j = c·j^{+α} grows: Robbins–Monro now stops it with FloatingPointError
@@ -132,7 +135,7 @@ class _Stacked:
         return np.asarray(self.loss.grads(np.reshape(z, (self.n, 2)))).ravel()
 
 
-MIX_X = np.array([0.5, 0.5])                       # the README tour's point
+MIX_X = np.array([0.5, 0.5])                       # the tour's point (docs/tour.md)
 MIX_TAUS = (0.002, 0.005, 0.01, 0.03, 0.1, 0.2, 0.5)
 TOUR_TAU, MNIST_TAU = 0.2, 0.01
 
@@ -157,7 +160,7 @@ def sgld_mixing(report, n_chains=32, long_eps=0.002, long_times=(0.7, 2.0, 7.0, 
     ax.loglog([total / t for t in MIX_TAUS], [rel[t][0] for t in MIX_TAUS], "o-",
               label=f"paper's ε_j, J = 10³ (Σε_j = {total:.2f}), τ varied")
     ax.loglog([t / TOUR_TAU for t in long_times], longer, "s--", label=f"τ = {TOUR_TAU}, ε = {long_eps}, longer J")
-    for tau, what in ((TOUR_TAU, "README tour τ = 0.2"), (MNIST_TAU, "MNIST τ = 0.01")):
+    for tau, what in ((TOUR_TAU, "tour τ = 0.2"), (MNIST_TAU, "MNIST τ = 0.01")):
         ax.axvline(total / tau, color="grey", ls=":")
         ax.annotate(what, (total / tau, rel[tau][0]), fontsize=7, rotation=90, va="bottom")
     ax.set_xlabel("Σ ε_j / τ")

@@ -150,6 +150,7 @@ def _pm(stat, fmt=".3f"):
 
 
 def flatness_table(summary, store) -> str:
+    """The markdown table of the stored flatness study: one row per training method."""
     cfg = store["meta"].get("flatness_config", {})
     taus = [k[3:] for k in next(iter(summary.values())) if k.startswith("gap")]
     sigma = "0.05" if any("acc0.05" in r for r in summary.values()) else None
@@ -283,6 +284,7 @@ def reading(summary, store) -> str:
 
 
 def plot_noise(summary, path) -> Path:
+    """Held-out accuracy against the weight-noise σ, one curve per method."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
@@ -332,6 +334,7 @@ def flatness_section(report, path=DATA) -> None:
 
 
 def main(argv=None) -> int:
+    """``python -m validation.flatness train|measure|show``: the flatness study in three resumable phases."""
     parser = argparse.ArgumentParser(prog="python -m validation.flatness", description=__doc__)
     parser.add_argument("phase", choices=["train", "measure", "show"])
     parser.add_argument("--seeds", type=int, default=5)

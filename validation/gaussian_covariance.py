@@ -7,7 +7,7 @@
 The runs are the experiment ``gaussian-covariance`` of :mod:`kltrain.studies.experiments`: IS with
 J = 10³ for 500 updates on both nets, with τ fixed at 0.01 or 1.5, scoped 1.5 → 0.01 by
 Fig 6.5's schedule τ(k) = 1.5/1.01^k, or with a learned diagonal (or isotropic) covariance
-from C₀ = τI (:class:`kltrain.studies.training.CovarianceTrainConfig`). ``collect`` keeps, per run,
+from C₀ = τI (:class:`kltrain.studies.config.CovarianceTrainConfig`). ``collect`` keeps, per run,
 the accuracy curve and the run's effective τ — the mean of the learned variances — so the
 stored file is small; :func:`gaussian_covariance_section` renders it in the report's
 ``--full`` mode, with a reading computed from the numbers.
@@ -118,6 +118,7 @@ def at(runs, update: int, key: str = "accuracy"):
 
 
 def table(store) -> str:
+    """The markdown table of the stored mean-and-covariance runs: accuracy at 100/300/500 updates, τ, s/update."""
     lines = ["| net | row | seeds | acc @100 | acc @300 | acc @500 | effective τ at 500 | s/update |",
              "|---|---|---|---|---|---|---|---|"]
     for label, runs in store["runs"].items():
@@ -267,6 +268,7 @@ def gaussian_covariance_section(report, path=DATA) -> None:
 
 
 def main(argv=None) -> int:
+    """``python -m validation.gaussian_covariance collect|show``: store the runs' summary, or show the section."""
     parser = argparse.ArgumentParser(prog="python -m validation.gaussian_covariance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["collect", "show"])

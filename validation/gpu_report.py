@@ -66,6 +66,7 @@ def threads_table(data: dict) -> str:
 
 
 def gpu_section(report, device: str = "h200") -> None:
+    """The report's GPU section from the stored run ``validation/data/gpu-DEVICE.json``."""
     path = DATA / f"gpu-{device}.json"
     if not path.exists():
         report.add_section("GPU (numba.cuda)", "No stored GPU run: `bash validation/gpu_session.sh OUT` on a GPU.")

@@ -36,6 +36,7 @@ def _copy_figure(report, result_dir, name):
 
 
 def table_6_1_section(report, seeds=2, quick=False, progress=False) -> None:
+    """Train Table 6.1's four algorithms and report them beside the paper, with the check that SGD learns."""
     out = report.out / "mnist"
     result = run_experiment("table-6.1", seeds=seeds, quick=quick, out=out, progress=progress)
     figure = _copy_figure(report, out, "table-6.1")
@@ -92,6 +93,7 @@ def readings_section(report) -> None:
 
 
 def table_6_2_section(report, nets=("hidden",), quick=False) -> None:
+    """Table 6.2: seconds per update from ``kltrain bench``, beside the paper and the NumPy baseline."""
     records = run_bench(nets=nets, backend="auto", repeat=1 if quick else 2, samples=100 if quick else 1000,
                         m=5 if quick else 30, printer=lambda row: None,
                         json_path=report.out / "mnist" / "table-6.2" / "bench.json")
@@ -104,6 +106,7 @@ def table_6_2_section(report, nets=("hidden",), quick=False) -> None:
 
 
 def figure_sections(report, quick=False, progress=False) -> None:
+    """Figs 6.2–6.5: train each experiment and report its final accuracies and figure."""
     out = report.out / "mnist"
     for name in ("fig-6.2", "fig-6.3", "fig-6.4", "fig-6.5"):
         exp = EXPERIMENTS[name]

@@ -18,6 +18,7 @@ def z_scores(estimates, exact, bias_bound=0.0):
 
 
 def rmse(estimates, exact):
+    """Root-mean-square over rows of the Euclidean error of ``estimates`` against ``exact``."""
     err = np.asarray(estimates) - np.asarray(exact)
     return float(np.sqrt(np.mean(np.sum(err ** 2, axis=1))))
 

@@ -29,6 +29,7 @@ def _problems(make, n, seed):
 
 
 def closed_forms_vs_quadrature(n=20) -> CheckResult:
+    """The toys' closed forms of F_τ, E_q[X], F^H_τ and ∇F^H_τ agree with log-space quadrature."""
     errs, control = [], []
     for loss, x, tau in _problems(random_mixture, n, 1):
         errs += [abs(loss.local_entropy(x, tau) - QUAD.local_entropy(loss, x, tau)),
@@ -47,6 +48,7 @@ def closed_forms_vs_quadrature(n=20) -> CheckResult:
 
 
 def theorem_3_1(n=12) -> CheckResult:
+    """Theorem 3.1: ∫f q + KL(q‖φ_x) is minimal, and equal to F_τ(x), at q = q_{x,τ}."""
     errs, gaps, rng = [], [], np.random.default_rng(4)
     for loss, x, tau in _problems(random_mixture, n, 5):
         F = loss.local_entropy(x, tau)
@@ -62,6 +64,7 @@ def theorem_3_1(n=12) -> CheckResult:
 
 
 def theorem_4_1(n=12) -> CheckResult:
+    """Theorem 4.1: log∫e^f q + KL(φ_x‖q) is minimal, and equal to F^H_τ(x), at q = q_{x,τ}."""
     errs, gaps, rng = [], [], np.random.default_rng(6)
     for loss, x, tau in _problems(random_bumps, n, 7):
         F = loss.heat_regularization(x, tau)
@@ -77,6 +80,7 @@ def theorem_4_1(n=12) -> CheckResult:
 
 
 def gradient_identity(n=20) -> CheckResult:
+    """Eq. (3.5): ∇F_τ(x) = (x − E_q[X])/τ, against central differences."""
     errs, control = [], []
     for loss, x, tau in _problems(random_mixture, n, 8):
         fd = central_difference(lambda z: loss.local_entropy(z, tau), x, h=1e-5)
@@ -90,6 +94,7 @@ def gradient_identity(n=20) -> CheckResult:
 
 
 def algorithm_1_is_gradient_descent(n=15, steps=15) -> CheckResult:
+    """Algorithm 1's iterates are gradient descent on F_τ with learning rate τ."""
     errs, control = [], []
     for loss, x0, tau in _problems(random_mixture, n, 9):
         alg1 = kltrain.minimize_local_entropy(loss, x0, tau, steps)
@@ -107,6 +112,7 @@ def _max_increase(values):
 
 
 def theorem_3_2(n=20, steps=20) -> CheckResult:
+    """Theorem 3.2: F_τ never rises along Algorithm 1."""
     rises, control = [], []
     for loss, x0, tau in _problems(random_mixture, n, 10):
         traj = kltrain.minimize_local_entropy(loss, x0, tau, steps)
@@ -122,6 +128,7 @@ def theorem_3_2(n=20, steps=20) -> CheckResult:
 
 
 def theorem_4_2(n=12, steps=10) -> CheckResult:
+    """Theorem 4.2: F^H_τ never rises along Algorithm 2."""
     rises, control = [], []
     for loss, x0, tau in _problems(random_bumps, n, 11):
         traj = kltrain.minimize_heat(loss, x0, tau, steps)
@@ -140,6 +147,7 @@ def _kl(loss, x, x_k, tau):
 
 
 def algorithm_2_is_proximal(n=6) -> CheckResult:
+    """Algorithm 2's step minimises KL(φ_x‖q_{x_k}) = F^H_τ(x) + ‖x − x_k‖²/2τ + const: a proximal step."""
     spreads, stationarity, control, rng = [], [], [], np.random.default_rng(12)
     for loss, x_k, tau in _problems(random_bumps, n, 13):
         xs = x_k + 0.4 * rng.normal(size=(4, 2))
@@ -161,6 +169,7 @@ def algorithm_2_is_proximal(n=6) -> CheckResult:
 
 
 def majorizers(n=8) -> CheckResult:
+    """§3.2, §4.2: A(x, x) = F_τ(x) and A(x, x̃) ≥ F_τ(x), and the same for A^H and F^H_τ."""
     errs, gaps, rng = [], [], np.random.default_rng(15)
     for loss, x, tau in _problems(random_mixture, n, 16):
         xt = x + rng.normal(scale=0.4, size=2)

@@ -34,6 +34,8 @@ PROFILE_REPEAT = 10   # at least this many timed runs per profile part
 
 @dataclass(frozen=True)
 class ProfilePart:
+    """One part of the reduced IS update: its measured time beside the floor from its operation count."""
+
     part: str
     seconds: float
     floor_seconds: float | None
@@ -149,6 +151,7 @@ PROFILE_HEADER = f"{'part':<24} {'seconds':>10} {'floor s':>10} {'x floor':>8} {
 
 
 def format_part(p: ProfilePart) -> str:
+    """One row of the ``--profile`` table: part, seconds, floor, ratio to the floor, operations."""
     secs = "" if np.isnan(p.seconds) else f"{p.seconds:.4g}"
     floor = "" if p.floor_seconds is None else f"{p.floor_seconds:.4g}"
     ratio = "" if p.over_floor is None or np.isnan(p.over_floor) else f"{p.over_floor:.1f}x"

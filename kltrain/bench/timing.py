@@ -37,6 +37,8 @@ TAU, LR, BATCH = 0.01, 0.01, 20
 
 @dataclass(frozen=True)
 class BenchRecord:
+    """Seconds per update of one (algorithm, net, backend, samples), beside the baseline, the paper and a peer."""
+
     algorithm: str
     net: str
     backend: str
@@ -174,6 +176,7 @@ def header(peer: str | None = None) -> str:
 
 
 def format_row(r: BenchRecord) -> str:
+    """One row of the printed ``kltrain bench`` table."""
     ref_s = "" if r.reference_seconds_per_update is None else f"{r.reference_seconds_per_update:.4g}"
     speed = "" if r.speedup is None else f"{r.speedup:.0f}x"
     paper = "" if r.paper_seconds_per_update is None else f"{r.paper_seconds_per_update:.4g}"

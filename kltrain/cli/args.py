@@ -38,6 +38,7 @@ def _float(text: str) -> float:
 
 
 def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0, or a one-line error naming the value."""
     value = _float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
@@ -45,6 +46,7 @@ def positive_float(text: str) -> float:
 
 
 def nonnegative_float(text: str) -> float:
+    """An argparse type: a finite float ≥ 0, or a one-line error naming the value."""
     value = _float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value!r}")
@@ -58,6 +60,7 @@ def comma_counts(text: str) -> list[int]:
 
 
 def comma_nets(text: str) -> list[str]:
+    """An argparse type: comma-separated net names (``small``, ``hidden``), each checked."""
     nets = [part.strip() for part in text.split(",")]
     bad = [n for n in nets if n not in NET_NAMES]
     if bad:

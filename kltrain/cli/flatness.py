@@ -14,6 +14,8 @@ import numpy as np
 
 
 def add_arguments(parser) -> None:
+    """The options of ``kltrain flatness RUN.json ...``; defaults from
+    :class:`~kltrain.studies.flatness.FlatnessConfig`."""
     from ..studies.flatness import FlatnessConfig
     d = FlatnessConfig()
     parser.add_argument("runs", nargs="+", metavar="RUN.json", help="run files written by `kltrain train`")
@@ -44,6 +46,7 @@ def load_run(path):
 
 
 def run_flatness(args) -> int:
+    """``kltrain flatness``: measure every flatness quantity at the final weights of each run file."""
     from .._io import atomic_write_json, prepare_file
     from ..studies.flatness import FlatnessConfig, ReducedPerturbation, measure
     from ..studies.runfile import read_run_file
@@ -78,6 +81,7 @@ def run_flatness(args) -> int:
 
 
 def summary_line(rec) -> str:
+    """One printed line per run: F_τ − f with its standard error and ESS, sharpness, Hessian trace, noise accuracy."""
     le = "  ".join(f"F_{t}={v['value']:.3f}±{v['standard_error']:.3f} (ESS {v['ess']:.0f})"
                    for t, v in rec["local_entropy"].items())
     noise = "  ".join(f"acc@σ={s}: {v['value']:.3f}" for s, v in rec["weight_noise"].items())

@@ -138,6 +138,7 @@ def _readings(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``kltrain`` command's argument parser (every subcommand; the tests parse the README's commands with it)."""
     parser = argparse.ArgumentParser(prog="kltrain", description="local-entropy and heat-regularized training")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="seconds per update vs the paper's Table 6.2 and a NumPy baseline")

@@ -2,7 +2,7 @@
 
 ``Exact()`` is what ``estimator=None`` means everywhere in the public API. For
 each quantity it asks the loss for a closed form (see :mod:`kltrain.losses`),
-falls back to :class:`GridQuadrature` when d ≤ 2, and otherwise raises a
+falls back to :class:`~kltrain.estimators.GridQuadrature` when d ≤ 2, and otherwise raises a
 ValueError saying which estimator to pass.
 
 ``ExactProx`` is the exact step of Algorithm 2. Expanding the KL divergence

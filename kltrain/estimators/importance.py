@@ -9,7 +9,7 @@ counter-based generator of :mod:`kltrain.noise`, so sample j is regenerated
 from (seed, j) and never stored.
 
 Sharding (the paper's parallel remark, §5.1.2): a shard of samples [start, stop)
-reduces to an :class:`ISPartial` — its largest log weight m and the sums
+reduces to an :class:`~kltrain.fastpath.ISPartial` — its largest log weight m and the sums
 Σ e^{lw−m}, Σ e^{2(lw−m)}, Σ e^{lw−m} ε_j. ``combine`` rescales partials to a
 common m, so L shards give the same estimate as one run over their union, up
 to rounding, in any order. ESS = (Σw)² / Σw² (blackjax's ``smc/ess.py``).
@@ -132,6 +132,7 @@ def check_pareto_k(k: float | None, estimator: Any) -> None:
 
 
 def check_sample_range(start: int, stop: int) -> None:
+    """Refuse an empty sample range ``[start, stop)`` with a ``ValueError`` naming it."""
     if stop <= start:
         raise ValueError(f"importance sampling needs at least one sample, got samples [{start}, {stop})")
 
@@ -178,6 +179,7 @@ def posterior_mean_from_partial(partial: ISPartial, x: np.ndarray, tau: float) -
 
 
 def effective_sample_size(partial: ISPartial) -> float:
+    """(Σw)²/Σw² of the normalised importance weights of a partial: J for equal weights, 1 for one dominant."""
     return float(partial.sum_w ** 2 / partial.sum_w2)
 
 
@@ -229,7 +231,10 @@ def importance_partial(loss: Any, x: np.ndarray, tau: float, seed: int, start: i
 
 @dataclass(frozen=True)
 class ImportanceSampling:
-    """Algorithm 4: self-normalised importance sampling with proposal φ_{x,τ}.
+    r"""Algorithm 4: self-normalised importance sampling with proposal φ_{x,τ}.
+
+    .. math:: \mathbb{E}_{q_{x,\tau}}[X] \approx \frac{\sum_j w_j x_j}{\sum_j w_j}, \qquad
+              x_j = x + \sqrt{\tau}\,\varepsilon_j, \quad \log w_j = -f(x_j) \qquad \text{(eq. 5.2)}
 
     Parameters
     ----------

@@ -37,6 +37,8 @@ DIVERGED = 1e8  # residual growth that counts as divergence (a converging iterat
 
 
 class RMInfo(NamedTuple):
+    """Diagnostics of a Robbins–Monro step: the last noisy residual, the iterations, the noise seed."""
+
     residual: float   # |ĥ(x^{J−1})|: the last noisy Euler–Lagrange residual
     n_iter: int
     seed: int         # regenerates every z^{(m)}
@@ -70,7 +72,10 @@ def check_stable(first: float, residual: float, j: int, tau: float) -> None:
 
 @dataclass(frozen=True)
 class RobbinsMonro:
-    """Algorithm 5: stochastic root-finding for h(x) = x − x_k + τ E_{φ_{x,τ}}[∇f] = 0.
+    r"""Algorithm 5: stochastic root-finding for h(x) = x − x_k + τ E_{φ_{x,τ}}[∇f] = 0.
+
+    .. math:: x^j = x^{j-1} - a_j\Big(x^{j-1} - x_k + \frac{\tau}{M}\sum_{m=1}^M \nabla f(z^{(m)})\Big),
+              \quad z^{(m)} \sim \varphi_{x^{j-1},\tau}, \quad a_j = c\,j^{-\alpha} \qquad \text{(eq. 5.3)}
 
     Parameters
     ----------

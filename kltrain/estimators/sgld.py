@@ -46,10 +46,14 @@ from ..schedules import HarmonicTemperatures, temperatures_array
 
 
 class SGLDState(NamedTuple):
+    """What SGLD keeps between updates: the chain's last state (the warm start of §5.1.1)."""
+
     chain: np.ndarray | None  # last chain state, the next update's x^1 when warm-starting
 
 
 class SGLDInfo(NamedTuple):
+    """Diagnostics of an SGLD update: the chain's distance from x, the last gradient norm, the noise seed."""
+
     distance: float    # ‖x − x^J‖: how far the chain ended from the anchor x
     grad_norm: float   # ‖∇f(x^{J−1})‖ at the last gradient evaluation
     seed: int          # regenerates every η_j
@@ -89,7 +93,11 @@ def chain_scale(x: np.ndarray, start: np.ndarray, tau: float) -> float:
 
 @dataclass(frozen=True)
 class SGLD:
-    """Algorithm 3: a weighted time average of a Langevin chain targeting q_{x,τ}.
+    r"""Algorithm 3: a weighted time average of a Langevin chain targeting q_{x,τ}.
+
+    .. math:: x^{j+1} = x^j - \frac{\varepsilon_j}{2}\Big(\nabla f(x^j) - \frac{x - x^j}{\tau}\Big) + \eta_j,
+              \quad \eta_j \sim \mathcal{N}(0, T\varepsilon_j I), \qquad
+              \mathbb{E}_{q_{x,\tau}}[X] \approx \frac{\sum_j \varepsilon_j x^j}{\sum_j \varepsilon_j}
 
     Parameters
     ----------

@@ -43,6 +43,7 @@ def _kind(loss) -> str:
 
 
 def has_closed_form(loss, quantity: str) -> bool:
+    """Whether ``loss`` has a closed form of ``quantity`` (``"tilted"`` or ``"expected_loss"``) for any Gaussian."""
     kinds = {"tilted": ("GaussianMixtureLoss", "Quadratic"),
              "expected_loss": ("GaussianBumpsLoss", "Quadratic")}[quantity]
     return _kind(loss) in kinds

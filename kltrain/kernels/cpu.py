@@ -277,6 +277,7 @@ def fold_wave_parallel(stats, acc, n_wave, total, total_acc):
 
 @nb.njit(**JIT)
 def work_size_of(offsets, batch):
+    """Length of one thread's work array: activations and deltas of every layer (2·batch·Σ fan_out)."""
     total = 0
     for k in range(offsets.shape[0]):
         total += offsets[k, 3]

@@ -24,6 +24,7 @@ def _first_layer_base(mb, params):
 
 
 def loss_and_grad(mb, params):
+    """The minibatch loss and its gradient at ``params`` (numba, float32)."""
     params = _f32(params)
     grad = np.zeros_like(params)
     work = np.empty(cpu_mlp.work_size(mb.net, mb.batch_size), dtype=np.float32)
@@ -44,6 +45,7 @@ def _dense_rows(mb):
 
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    """The importance-sampling partial sums over samples ``[start, stop)`` and their log weights (numba, float32)."""
     check_sample_range(start, stop)
     params = _f32(params)
     stats, acc, log_w = cpu.importance_partials(
@@ -81,6 +83,7 @@ def population_losses(mb, params, tau, seed, samples):
 
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
+    """One SGLD chain of ``len(eps)`` steps from ``chain``: its weighted mean, last state and last gradient norm."""
     chain = _f32(chain).copy()
     mean, chain, grad_norm = cpu.sgld_chain(
         _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
@@ -94,6 +97,7 @@ def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+    """Robbins–Monro iterations of Algorithm 2's step from ``x_k``: the point and its last residual."""
     x, residual = cpu.robbins_monro(
         _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
         mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads(), float(grad_scale))
@@ -101,4 +105,5 @@ def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
 
 
 def normals(seed, samples, n_coords):
+    """The counter-based normals ε[j, i] of ``seed`` for the sample indices ``samples`` (float32)."""
     return counter_normals_f32(stream_key(seed), np.asarray(samples, dtype=np.int64), 0, n_coords)

@@ -26,7 +26,7 @@ from .cpu_mlp import JIT, loss_and_grad, scratch_size_of, sparse_affine
 def fold_square(lw, u, stats, acc2):
     """acc2 += w·u² with w = e^{lw − m}, rescaling acc2 first if lw raises the running max m.
 
-    Called *before* :func:`fold_log_weight` (which moves m) so both sums share one m.
+    Called *before* :func:`~kltrain.kernels.cpu.fold_log_weight` (which moves m) so both sums share one m.
     """
     if lw > stats[0]:
         acc2 *= np.float32(np.exp(stats[0] - lw))

@@ -183,6 +183,7 @@ def dense_affine(act, q, w_off, b_off, fan_in, fan_out, out, wt):
 
 @nb.njit(**JIT)
 def scratch_size_of(offsets):
+    """Floats of scratch for the largest transposed weight matrix past layer 0 (fan_in·fan_out, at least 1)."""
     best = 1
     for k in range(1, offsets.shape[0]):
         best = max(best, offsets[k, 2] * offsets[k, 3])
@@ -191,6 +192,7 @@ def scratch_size_of(offsets):
 
 @nb.njit(**JIT)
 def relu(z):
+    """ReLU in place on a (batch, width) block."""
     for b in range(z.shape[0]):
         for o in range(z.shape[1]):
             z[b, o] = max(z[b, o], np.float32(0.0))

@@ -43,6 +43,7 @@ _HALF, _TWO_PI = np.float32(0.5), np.float32(6.283185307179586)
 # -- the counter-based generator ---------------------------------------------------------
 @cuda.jit(device=True)
 def sample_key(key, j):
+    """The hash key of sample j of a stream: the same mixing as the CPU kernels, so both draw the same ε_j."""
     return key + (np.uint64(j) << _S32) * GOLDEN
 
 
@@ -242,6 +243,7 @@ def sum_rows(partial, out):
 
 @cuda.jit(cache=True)
 def fill(out, value):
+    """Set every entry of a device array to ``value`` (one thread per entry)."""
     i = cuda.grid(1)
     if i < out.size:
         out[i] = value

@@ -57,6 +57,7 @@ def _blocks(n, threads=COORD_THREADS):
 
 
 def log_weights(mb, params, tau, seed, start, stop, antithetic, d_params=None):
+    """The log importance weights −f(x + √τ ε_j) of samples ``[start, stop)`` on the GPU (float64 on the host)."""
     lay, cols, colptr, col_row, col_val, y = _device_batch(mb)
     d_params = nbcuda.to_device(_f32(params)) if d_params is None else d_params
     out = nbcuda.device_array(stop - start, dtype=np.float32)
@@ -66,6 +67,7 @@ def log_weights(mb, params, tau, seed, start, stop, antithetic, d_params=None):
 
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    """The importance-sampling partial sums over samples ``[start, stop)`` and their log weights (GPU)."""
     check_sample_range(start, stop)
     d_params = nbcuda.to_device(_f32(params))
     log_w = log_weights(mb, params, tau, seed, start, stop, antithetic, d_params)
@@ -83,6 +85,7 @@ def importance_partial(mb, params, tau, seed, start, stop, antithetic):
 
 
 def population_losses(mb, params, tau, seed, samples):
+    """f(x + √τ ε_j) for each sample index j in ``samples`` (GPU; a test helper)."""
     return np.array([-log_weights(mb, params, tau, seed, j, j + 1, False)[0] for j in samples])
 
 
@@ -98,6 +101,7 @@ def _loss_grad(mb, d_params, d_grad, d_loss):
 
 
 def loss_and_grad(mb, params):
+    """The minibatch loss and its gradient at ``params`` (GPU)."""
     d_params = nbcuda.to_device(_f32(params))
     grad, loss = _zeros(d_params.size), nbcuda.device_array(1, dtype=np.float32)
     _loss_grad(mb, d_params, grad, loss)
@@ -185,6 +189,7 @@ def robbins_monro_per_step(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0)
 
 
 def normals(seed, samples, n_coords):
+    """The counter-based normals ε[j, i] of ``seed`` for the sample indices ``samples`` (GPU, float32)."""
     samples = np.asarray(samples, dtype=np.int64)
     out = nbcuda.device_array((samples.size, n_coords), dtype=np.float32)
     grid = (_blocks(samples.size, 16), _blocks(n_coords, 16))
@@ -192,7 +197,7 @@ def normals(seed, samples, n_coords):
     return out.copy_to_host()
 
 
-SELF_CHECK_TOLERANCE = 1e-4  # float32 kernels against float32 CPU kernels on a tiny net
+SELF_CHECK_TOLERANCE = 1e-4  #: float32 kernels against float32 CPU kernels on a tiny net
 
 
 def self_check() -> None:

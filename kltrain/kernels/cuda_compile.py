@@ -3,7 +3,7 @@
 The CUDA simulator runs kernels as Python, so it accepts code that NVVM rejects
 (a shared array whose shape is an expression, for one). This module compiles
 each kernel, with the argument types :mod:`kltrain.kernels.cuda_backend`
-launches it with (:data:`LAUNCH_TYPES`; a simulator test checks every launch
+launches it with (``LAUNCH_TYPES``; a simulator test checks every launch
 against them), to PTX for a target compute capability, and links the PTX with
 nvJitLink to read ptxas's resource report (registers, spills, shared memory).
 None of it needs a GPU, only ``numba-cuda[cu13]`` (NVVM, NVRTC, nvJitLink)::
@@ -208,6 +208,7 @@ def occupancy(registers: int, shared: int, threads: int, cc) -> float:
 
 
 def resources(name: str, cc=(9, 0)) -> KernelResources:
+    """Compile kernel ``name`` for ``cc``; its registers, spills, stack, shared memory and occupancy."""
     log = kernel_section(link_report(compile_kernel(name, cc), cc), name)
     regs = _number(r"[Uu]sed (\d+) registers", log)
     shared = _number(r"(\d+) bytes smem", log)
@@ -219,6 +220,7 @@ def resources(name: str, cc=(9, 0)) -> KernelResources:
 
 
 def main(argv=None) -> int:
+    """``python -m kltrain.kernels.cuda_compile``: compile every kernel, print its resources; exit 1 if any fails."""
     parser = argparse.ArgumentParser(prog="python -m kltrain.kernels.cuda_compile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cc", nargs="+", default=["80", "90"], choices=["80", "90"],

@@ -1,6 +1,6 @@
 """The "numpy" backend: the estimators' own NumPy references, on an MLP minibatch, in float64.
 
-It holds no algorithm of its own: each function binds a :class:`Minibatch` to a plain
+It holds no algorithm of its own: each function binds a :class:`~kltrain.kernels.layout.Minibatch` to a plain
 float64 loss and calls the reference in :mod:`kltrain.estimators` (Algorithm 4:
 ``importance.importance_partial``; 3: ``sgld.sgld_chain``; 5: ``robbins_monro.robbins_monro``).
 The numba and CUDA kernels are tested against it on the same counter-based noise.
@@ -35,6 +35,7 @@ class NetLoss:
 
 
 def loss_and_grad(mb, params):
+    """The minibatch loss and its gradient at ``params`` (the float64 NumPy reference)."""
     return mb.net.loss_and_grad(np.asarray(params, dtype=np.float64), mb.X, mb.y)
 
 
@@ -45,11 +46,13 @@ def population_losses(mb, params, tau, seed, samples):
 
 
 def importance_partial(mb, params, tau, seed, start, stop, antithetic):
+    """The importance-sampling partial sums over samples ``[start, stop)`` (the NumPy reference)."""
     return importance.importance_partial(NetLoss(mb), np.asarray(params, np.float64), tau, seed, start, stop,
                                          antithetic)
 
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
+    """One SGLD chain of ``len(eps)`` steps from ``chain`` (the NumPy reference)."""
     return sgld.sgld_chain(NetLoss(mb), np.asarray(x, np.float64), tau, seed, chain, np.asarray(eps), noise_scale)
 
 
@@ -82,4 +85,5 @@ def diagonal_sgld_moments(mb, params, var, seed, n_steps, step, scale=1.0):
 
 
 def normals(seed, samples, n_coords):
+    """The counter-based normals ε[j, i] of ``seed`` for the sample indices ``samples`` (float64)."""
     return counter_normals(seed, samples, n_coords)

@@ -34,7 +34,7 @@ from .projected import projected_importance_update, projected_robbins_monro, pro
 
 
 class MinibatchLoss:
-    """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`MLP`."""
+    """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`~kltrain.nets.MLP`."""
 
     def __init__(self, net: MLP, X, y, *, backend="auto", source: "TrainingSet | None" = None, scale: float = 1.0):
         if not (np.isfinite(scale) and scale > 0):

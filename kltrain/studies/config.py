@@ -2,7 +2,7 @@
 
 :class:`TrainConfig` holds the paper's defaults; :class:`CovarianceTrainConfig` a run that also
 learns the Gaussian's covariance (issue 16). Both are frozen dataclasses, so a config is a value:
-its hash names the run's result files (:func:`kltrain._io.config_hash`).
+its hash names the run's result files (``kltrain._io.config_hash``).
 """
 
 from __future__ import annotations

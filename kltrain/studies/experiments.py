@@ -43,6 +43,8 @@ LOW_T = 1e-4  # SGLD temperature of the comparison rows "T=1e-4": not in the pap
 
 @dataclass(frozen=True)
 class Experiment:
+    """One of the paper's experiments: its runs by label, default seeds and the panels of its figure."""
+
     name: str
     title: str
     default_seeds: int
@@ -209,6 +211,8 @@ def experiment_folder(out, name: str, quick: bool) -> Path:
 
 @dataclass
 class ExperimentResult:
+    """The runs of an experiment by label (one :class:`~kltrain.studies.training.TrainResult` per seed)."""
+
     experiment: Experiment
     runs: dict  # label -> [TrainResult per seed]
     quick: bool = False
@@ -293,6 +297,7 @@ def _slug(label: str) -> str:
 
 
 def write_outputs(result: ExperimentResult, folder: Path) -> None:
+    """Write ``results.csv``, ``summary.json``, the figure and (Table 6.1) ``table.md`` into ``folder``."""
     atomic_write_csv(folder / "results.csv", ["label", "seed", "update", "test_accuracy"],
                      [(label, r.config.seed, u, a) for label, res in result.runs.items() for r in res
                       for u, a in zip(r.eval_updates, r.test_accuracy)])
@@ -334,6 +339,7 @@ def table_6_1(result: ExperimentResult) -> str:
 
 
 def plot_experiment(result: ExperimentResult, path: Path) -> Path:
+    """The experiment's figure: held-out accuracy against updates, mean ± std over seeds, one panel per group."""
     from matplotlib.figure import Figure
 
     panels = result.experiment.panels or ((result.experiment.title, tuple(result.runs)),)

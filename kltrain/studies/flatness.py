@@ -32,11 +32,15 @@ from ..nets.mlp import MLP, softmax_cross_entropy
 
 
 class Estimate(NamedTuple):
+    """A Monte Carlo estimate and its standard error."""
+
     value: float
     standard_error: float
 
 
 class LocalEntropyEstimate(NamedTuple):
+    """An importance-sampling estimate of F_τ(x) with its standard error, ESS and sample count."""
+
     value: float           # F̂_τ(x), eq. (2.2) as printed
     standard_error: float  # delta method: sd(w)/(√J·mean(w))
     ess: float             # (Σw)²/Σw², eq. of blackjax smc/ess
@@ -131,6 +135,8 @@ def output_layer_trace(net: MLP, x, X, y) -> float:
 
 
 class SharpnessResult(NamedTuple):
+    """The largest rise of f found within radius ρ, the loss there and the size of the step."""
+
     value: float       # max found of f(x+δ) − f(x), ‖δ‖ ≤ ρ
     loss: float        # f(x)
     delta_norm: float  # ‖δ‖ of the best point

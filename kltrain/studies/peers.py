@@ -58,10 +58,14 @@ def _check_unit(value, name, *, closed=False):
 
 
 class EntropySGDState(NamedTuple):
+    """What Entropy-SGD keeps between updates: the outer Nesterov momentum."""
+
     momentum: np.ndarray  # outer Nesterov buffer, shape (d,)
 
 
 class EntropySGDInfo(NamedTuple):
+    """Diagnostics of an Entropy-SGD update: the local-entropy gradient norm, γ_k and the inner loop's reach."""
+
     grad_norm: float      # |x − μ|: the local-entropy "gradient" (without γ)
     gamma: float          # γ_k of this update
     inner_distance: float  # |x′_L − x| at the end of the inner loop
@@ -145,6 +149,8 @@ def _dtype(x):
 
 
 class SAMInfo(NamedTuple):
+    """Diagnostics of a SAM update: the gradient norms at x and at the ascent point x + ε̂."""
+
     grad_norm: float         # |∇f(x)|
     sam_grad_norm: float     # |∇f(x + ε̂)|
 

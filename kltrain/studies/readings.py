@@ -36,7 +36,7 @@ PAPER_TABLE_6_1 = {"SGD": (0.75, 0.80, 0.85, 0.87, 0.87), "IS": (0.27, 0.45, 0.5
 PAPER_ORDER = ("SGLD", "SGD", "HR", "IS")   # the paper's final column, best first (.88 > .87 > .76 > .65)
 ALGORITHMS = {"SGD": "sgd", "IS": "is", "SGLD": "sgld", "HR": "hr"}
 BATCH_SUM_BETA = 20.0                      # the paper's minibatch size: reduce_sum = 20 × reduce_mean
-BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  #: the loss scales β of the fitted-β control
 
 
 @dataclass(frozen=True)

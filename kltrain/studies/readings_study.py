@@ -218,6 +218,7 @@ def summarize(reading: Reading, records: dict) -> dict:
 
 
 def write_outputs(summary: list, folder: Path, study: StudyConfig) -> None:
+    """Write the study's ``summary.json``, ``table.md`` and figure into ``folder``."""
     compact = [{k: v for k, v in e.items() if k != "curves"} for e in summary]
     write_json_atomic(folder / "summary.json", compact)
     (folder / "table.md").write_text(table_markdown(summary, study))

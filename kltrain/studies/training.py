@@ -11,7 +11,7 @@ Randomness: one seed spawns three independent streams — the initial weights
 (the same for every algorithm: "identical instantiations", §6.2), the
 minibatch sequence (also the same for every algorithm) and the estimators' noise.
 
-A run's settings (:class:`TrainConfig`) live in :mod:`kltrain.studies.config`.
+A run's settings (:class:`~kltrain.studies.config.TrainConfig`) live in :mod:`kltrain.studies.config`.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class TrainResult:
 
 
 def load_data(config: TrainConfig):
+    """The run's training set and its held-out test images (a fixed random subset of ``n_test``)."""
     X_train, y_train, X_test, y_test = load(config.dataset)
     if config.n_test < len(X_test):  # "1000 randomly selected images from the held-out test set"
         pick = np.random.default_rng(12345).choice(len(X_test), size=config.n_test, replace=False)
