@@ -13,7 +13,7 @@ on the CPU) under the CUDA simulator, so the script cannot break on the device f
 reason; CI runs it (``tests/test_validation_gpu_resident.py``).
 
 Rows of the other half of issue 21 (SGLD and Robbins–Monro chains as persistent kernels, runs
-batched per launch) are registered in :data:`ROWS` as pending: add their ``ours`` (and ``peer``)
+batched per launch) are registered in ``ROWS`` as pending: add their ``ours`` (and ``peer``)
 builders there and they are measured, reported and stored with the rest.
 """
 
@@ -54,6 +54,7 @@ class Problem:
 
 
 def problem(tiny: bool) -> Problem:
+    """The measured problem: the paper's 784–200–10 net on a minibatch of 20 MNIST digits (``tiny``: a 12–4–3 net)."""
     from kltrain.nets import MLP
     if tiny:
         rng = np.random.default_rng(0)
@@ -67,6 +68,7 @@ def problem(tiny: bool) -> Problem:
 
 
 def resident(prob: Problem):
+    """A :class:`~kltrain.kernels.cuda_resident.ResidentMLP` holding ``prob``'s net, data and parameters."""
     from kltrain.kernels.cuda_resident import ResidentMLP
     res = ResidentMLP(prob.net, prob.X, prob.y, prob.params)
     res.set_batch(prob.rows)
@@ -162,6 +164,7 @@ def _torch_device() -> str:
 
 
 def peer_available() -> bool:
+    """Whether PyTorch imports (the peer is optional; its rows are then left out)."""
     try:
         import torch  # noqa: F401
         return True
@@ -184,6 +187,8 @@ def time_limit(seconds: float):
 
 
 def best_seconds(fn, repeat: int) -> float:
+    """The best wall time of ``repeat`` calls of ``fn`` after one warm-up call (each timed call ends in its
+    own copy back to the host, so it includes the device's work)."""
     fn()                                          # warm-up (compiles on a fresh machine)
     best = np.inf
     for _ in range(repeat):
@@ -194,7 +199,7 @@ def best_seconds(fn, repeat: int) -> float:
 
 
 def measure_rows(prob: Problem, repeat: int, limit: float, peer: bool = True) -> list[dict]:
-    """Every row of :data:`ROWS`: ours and the peer, best of ``repeat`` after a warm-up, each within ``limit`` s."""
+    """Every row of ``ROWS``: ours and the peer, best of ``repeat`` after a warm-up, each within ``limit`` s."""
     out = []
     for key, row in ROWS.items():
         entry: dict = {"key": key, "measure": row.measure, "algorithm": row.algorithm, "samples": row.samples,
@@ -322,6 +327,7 @@ def _ncu_child() -> None:
 
 
 def device_info() -> dict:
+    """What :func:`validation.gpu.device_info` says of the device (under the simulator: its name and cc 0.0)."""
     from numba import config, cuda
     if config.ENABLE_CUDASIM:
         return {"name": "CUDA simulator", "compute_capability": [0, 0]}
@@ -352,6 +358,7 @@ def store(run: dict, out_dir: Path = DATA, data_dir: Path = DATA) -> Path:
 
 
 def main(argv=None) -> int:
+    """``python -m validation.gpu_resident``: measure, print and store the run (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m validation.gpu_resident", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="gpu-report")

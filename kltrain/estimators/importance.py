@@ -242,7 +242,7 @@ class ImportanceSampling:
     antithetic : use pairs (ε, −ε); halves the noise draws, cancels odd moments.
     keep_log_weights : put all J log weights in the info (for diagnostics/plots).
     projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
-    on_collapse : ESS < 2 with J >= 100: "warn" (default), "raise" (:class:`ESSCollapse`) or "ignore".
+    on_collapse : ESS < 2 with J >= 100: "warn" (default), "raise" (:class:`~kltrain.estimators.importance.ESSCollapse`) or "ignore".
     pareto_k : put the weights' PSIS k̂ in the info (with arviz-stats installed; 0.4 ms at J = 10³)
         and warn when it exceeds 0.7.
     """

@@ -23,7 +23,7 @@ Why CholeskyQR2 in float64, one block (:func:`minibatch_qr`), and not Householde
   Yamamoto et al. 2015) takes it to ε₆₄ whenever that is < 1.
 - When the second pass's Gram matrix is more than 0.1 from I (κ ≳ 3·10⁷, e.g. a Kahan-like
   minibatch whose residuals stay above tol but whose smallest singular value does not), the
-  kernel sets :data:`STATUS_FALLBACK`; the caller then discards the device result and uses the
+  kernel sets ``STATUS_FALLBACK``; the caller then discards the device result and uses the
   host's Householder route (one extra sync, only then).
 
 The skipping Cholesky's pivot for row k is ‖a_k‖² − Σ_q (a_k·ũ_q)², the squared residual of

@@ -21,8 +21,8 @@ The host then copies the report, and only the report: one synchronisation per up
 :func:`sgd_step` is plain SGD (eq. 3.4) as one cooperative launch: forward, backward and update
 separated by grid-wide barriers, parameters updated in place.
 
-Limits (compile time, checked by the host): reduced dimension r·H + |rest| ≤ :data:`POOL_EPS`
-(the paper's 784–200–10 at B = 20: 6,210), B·H ≤ :data:`POOL_PRE`, the batch and class limits
+Limits (compile time, checked by the host): reduced dimension r·H + |rest| ≤ ``POOL_EPS``
+(the paper's 784–200–10 at B = 20: 6,210), B·H ≤ ``POOL_PRE``, the batch and class limits
 of :mod:`kltrain.kernels.cuda`. Per-thread accumulators are indexed only by compile-time loop
 counters (fully unrolled, so registers: the compile tier checks that no kernel has local memory).
 """

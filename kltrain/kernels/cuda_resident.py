@@ -9,7 +9,7 @@ when asked for (:meth:`ResidentMLP.params`), e.g. at an evaluation.
 
 The update is the CPU reduced path's to float32 rounding (same basis, same counter-based noise,
 same formulas; tested under the simulator), so also its distribution. The rare minibatch whose
-device basis is not trusted (:data:`kltrain.kernels.cuda_qr.STATUS_FALLBACK`) is redone with the
+device basis is not trusted (``kltrain.kernels.cuda_qr.STATUS_FALLBACK``) is redone with the
 host's basis, at the cost of a second synchronisation for that update only.
 
 :func:`reduced_importance_update` is the same update with host arrays in and out, which
@@ -102,6 +102,8 @@ class ISReport(NamedTuple):
 
 
 class SGDReport(NamedTuple):
+    """What one fused SGD step copies back to the host: the loss before the step and the gradient's norm."""
+
     loss: float          # β·f(x) before the step
     grad_norm: float     # |∇(βf)(x)|
 
