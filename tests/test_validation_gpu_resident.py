@@ -16,15 +16,13 @@ def test_dry_run_measures_every_row_and_writes_the_run(tmp_path, capsys):
     run = json.loads((tmp_path / "gpu-resident.json").read_text())
     rows = {r["key"]: r for r in run["rows"]}
     assert set(rows) == set(G.ROWS)
-    for key in ("is-1e3", "is-1e5", "sgd"):                    # issue 21a's rows ran (no error recorded)
+    for key in ("is-1e3", "is-1e5", "sgd", "sgld-1e3", "hr-30"):   # every row ran (no error recorded)
         assert rows[key]["ours_seconds"] > 0, rows[key]
         assert "peer" not in rows[key] or rows[key]["peer"] is None, rows[key]   # a peer error would be a string
-    for key in ("sgld-1e3", "hr-30", "batched-table-6.1"):     # the other half's hooks
-        assert rows[key]["ours"] == "pending" and rows[key]["met"] is None
+    assert run["batched_table_6_1"] == {"skipped": "dry run"}   # tests/test_cuda_chains.py runs it at toy size
     assert set(run["kernel_share_is_1e3"]["milliseconds"]) >= {"minibatch_qr", "reduce_params", "is_samples",
                                                                "is_finish", "lift"}
     assert run["dry_run"] and run["sizes"] == [12, 4, 3]
-    assert "pending" in capsys.readouterr().out
 
 
 def test_without_the_simulator_the_dry_run_refuses(monkeypatch, capsys):

@@ -12,9 +12,9 @@ others' results. Writes ``OUT/gpu-resident.json``; ``--store DIR`` appends the r
 on the CPU) under the CUDA simulator, so the script cannot break on the device for a trivial
 reason; CI runs it (``tests/test_validation_gpu_resident.py``).
 
-Rows of the other half of issue 21 (SGLD and Robbins–Monro chains as persistent kernels, runs
-batched per launch) are registered in ``ROWS`` as pending: add their ``ours`` (and ``peer``)
-builders there and they are measured, reported and stored with the rest.
+The persistent SGLD and Robbins–Monro chains are rows like the others (no peer: the PyTorch peer
+has no chain); the batched Table 6.1 (5 seeds × 4 algorithms in one set of launches, beside the
+same runs one at a time) is timed after the rows.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Row:
     algorithm: str
     samples: int
     target_seconds: float | None
-    ours: Builder | None                 # None: pending (the other half of issue 21)
+    ours: Builder | None                 # None: not measurable yet (recorded as "pending")
     peer: Builder | None = None
     speedup_target: float | None = None  # peer time / ours at least this
 
@@ -146,16 +146,43 @@ def _sgd_peer(prob):
     return step
 
 
+def _reduced(prob: Problem):
+    """(reduced Minibatch, x̃): ``prob``'s minibatch in row-space coordinates, as the persistent chains see it."""
+    from kltrain.kernels.layout import Minibatch
+    from kltrain.nets.projected import reduce_minibatch
+    red = reduce_minibatch(Minibatch.build(prob.net, prob.X[prob.rows], prob.y[prob.rows]))
+    return red.minibatch, red.reduce(prob.params)
+
+
+def _sgld_ours(n_steps):
+    def build(prob):
+        from kltrain.kernels import cuda_chain_runs
+        mb, x = _reduced(prob)
+        eps = 1 / (1000 + np.arange(1, prob.samples(n_steps) + 1))   # the paper's ε_j
+        return lambda: cuda_chain_runs.sgld_chain(mb, x, x, TAU, eps, 1)
+    return build
+
+
+def _hr_ours(m):
+    def build(prob):
+        from kltrain.kernels import cuda_chain_runs
+        mb, x = _reduced(prob)
+        n = min(m, 2) if prob.tiny else m                            # M = J = n
+        steps = 0.1 * np.arange(1, n + 1) ** -0.7                    # a_j = c·j^(−α)
+        return lambda: cuda_chain_runs.robbins_monro(mb, x, TAU, steps, n, 1)
+    return build
+
+
 ROWS: dict[str, Row] = {
     "is-1e3": Row("reduced IS, J = 10³", "IS resident", 1000, 0.15e-3, _is_ours(1000), _is_peer(1000)),
     "is-1e5": Row("reduced IS, J = 10⁵", "IS resident", 100_000, 3e-3, _is_ours(100_000), _is_peer(100_000),
                   speedup_target=50.0),
     "sgd": Row("SGD step", "SGD resident", 1, 0.05e-3, _sgd_ours, _sgd_peer),
-    # the other half of issue 21 (branch issue-21b): set ``ours`` (and ``peer``) to measure these
-    "sgld-1e3": Row("reduced SGLD, 10³ steps", "SGLD persistent", 1000, 10e-3, None),
-    "hr-30": Row("reduced HR (M = J = 30)", "HR persistent", 900, 0.5e-3, None),
-    "batched-table-6.1": Row("batched Table 6.1 (5 seeds × 4 algorithms)", "batched runs", 20, None, None),
+    # the persistent chains (kltrain.kernels.cuda_chains): one launch per chain
+    "sgld-1e3": Row("reduced SGLD, 10³ steps", "SGLD persistent", 1000, 10e-3, _sgld_ours(1000)),
+    "hr-30": Row("reduced HR (M = J = 30)", "HR persistent", 900, 0.5e-3, _hr_ours(30)),
 }
+# Not a row (a whole table, not one call): main() times the batched Table 6.1 with validation.gpu.time_batched_table.
 
 
 def _torch_device() -> str:
@@ -392,6 +419,7 @@ def main(argv=None) -> int:
     _write(out, run)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("kernel_share_is_1e3", lambda: kernel_shares(prob, 1000, repeat)),
+        ("batched_table_6_1", lambda: _batched_table(args.dry_run)),
         ("kernel_resources", lambda: {} if args.dry_run else kernel_resources()),
         ("achieved_occupancy", lambda: {"skipped": "dry run"} if args.dry_run else achieved_occupancy())]
     for key, fn in steps:
@@ -406,6 +434,15 @@ def main(argv=None) -> int:
         print("stored as", store(run, Path(args.store)), "(commit it as validation/data/ if written elsewhere)")
     print(f"wrote {out}/gpu-resident.json")
     return 0
+
+
+def _batched_table(dry_run: bool) -> dict:
+    """Table 6.1's 5 seeds × 4 algorithms side by side in one set of launches, beside the same runs one at a
+    time (skipped in a dry run)."""
+    if dry_run:   # its toy-size run lives in tests/test_cuda_chains.py: the small net's draws take minutes here
+        return {"skipped": "dry run"}
+    from validation.gpu import time_batched_table
+    return time_batched_table()
 
 
 def _write(out: Path, run: dict) -> None:

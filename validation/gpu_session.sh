@@ -7,8 +7,9 @@
 # Steps (STEPS picks them, in this order; the default, "compile tests resident", takes at most 8 minutes):
 #   compile   the compile tier's ptxas report for sm_90 (every kernel, the resident ones included);
 #   tests     the real-GPU pytest tier (-m cuda): old kernels and the resident updates against the CPU;
-#   resident  python -m validation.gpu_resident --store: issue 21's table (reduced IS J = 10³, 10⁵, SGD, and
-#             the rows the other half registers) beside the PyTorch peer, each kernel's share of an IS update,
+#   resident  python -m validation.gpu_resident --store: issue 21's table (reduced IS J = 10³, 10⁵, SGD beside
+#             the PyTorch peer; SGLD 10³ steps, HR M = J = 30), the batched Table 6.1 (5 seeds × 4 algorithms in
+#             one set of launches, beside one at a time), each kernel's share of an IS update,
 #             resources, Nsight Compute's achieved occupancy -> OUT_DIR/gpu-resident.json, and
 #             OUT_DIR/gpu-<device>.json = validation/data's file plus this run (copy it back and commit it);
 #   legacy    python -m validation.gpu: issue 13's parity, benchmark and reduced-IS breakdown -> OUT_DIR/gpu.json;
