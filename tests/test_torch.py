@@ -231,9 +231,14 @@ def test_a_non_finite_loss_names_tau_and_the_step():
         count["n"] += 1
         return closure() * (float("nan") if count["n"] > 1 else 1.0)
 
+    before = kt.FlatLoss(model, closure).x0()
     opt = kt.LocalEntropy(model.parameters(), TAU, "is", 10, model=model)
     with pytest.raises(FloatingPointError, match=r"LocalEntropy \(ImportanceSampling\).*nan.*τ = 0.05, step 1"):
         opt.step(sometimes_nan)
+    count["n"] = 0
+    with pytest.raises(FloatingPointError, match=r"Heat \(RobbinsMonro\).*not finite.*step 1"):
+        kt.Heat(model.parameters(), TAU, 3, 2, model=model).step(sometimes_nan)
+    np.testing.assert_array_equal(kt.FlatLoss(model, closure).x0(), before)   # failed steps leave x as it was
 
 
 def test_state_dict_resumes_the_same_noise():
@@ -271,3 +276,15 @@ def test_runs_on_cuda_and_matches_the_cpu_step():
         lambda: torch.nn.functional.cross_entropy(model(X), y))
     np.testing.assert_allclose(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy(), ref,
                                atol=1e-5)
+
+
+def test_an_unstable_langevin_step_says_why():
+    """ε_j ≥ 4τ: the pull toward x stops contracting; the error names the bound (τ = 1e-4, paper ε_j ≈ 1e-3)."""
+    model, closure = small_model()
+    opt = kt.LocalEntropy(model.parameters(), 1e-4, SGLD(100, temperatures=np.full(100, 1e-3)), model=model)
+    with pytest.raises(FloatingPointError, match=r"not finite.*ε_j reaches 0.001 ≥ 4τ = 0.0004"):
+        opt.step(closure)
+    before = kt.FlatLoss(model, closure).x0()
+    stable = kt.LocalEntropy(model.parameters(), 1e-3, SGLD(30, temperatures=np.full(30, 1e-3)), model=model)
+    stable.step(closure)                                       # negative control: ε_j < 4τ runs ...
+    assert np.all(np.isfinite(before))                         # ... from the parameters the failed step left alone

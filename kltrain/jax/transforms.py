@@ -45,6 +45,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..estimators import SGLD, ImportanceSampling, RobbinsMonro
 from ..estimators.robbins_monro import DIVERGED
+from ..estimators.sgld import sgld_stability_hint
 from ..schedules import ConstantTau, ReverseTauScoping, TauScoping, as_tau_schedule
 from .noise import Noise, normal_noise
 
@@ -247,7 +248,9 @@ def local_entropy(tau: Any, estimator: Any = "is", n_samples: int | None = None,
         if is_sgld:
             start = chain if estimator.warm_start else x
             mean, chain, info = sgld_update(f, x, tau, sub, start, eps, estimator.noise_scale, noise)
-            _check_eagerly(info.finite, "the Langevin chain is not finite", estimator, tau, state.n_updates)
+            if not isinstance(info.finite, jax.core.Tracer) and not bool(info.finite):
+                hint = sgld_stability_hint(eps, float(tau))
+                _check_eagerly(info.finite, f"the Langevin chain is not finite{hint}", estimator, tau, state.n_updates)
         else:
             mean, info = importance_sampling_update(f, x, tau, sub, estimator.n_samples, chunk_size,
                                                     estimator.antithetic, noise)

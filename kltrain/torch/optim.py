@@ -44,7 +44,7 @@ from torch import nn
 from ..estimators import SGLD, ImportanceSampling, RobbinsMonro
 from ..estimators.importance import ISInfo
 from ..estimators.robbins_monro import RMInfo, check_stable
-from ..estimators.sgld import SGLDInfo
+from ..estimators.sgld import SGLDInfo, sgld_stability_hint
 from ..noise import draw_seed
 from ..schedules import as_tau_schedule
 from .flat import CLOSURE_HINT, Closure, FlatParameters
@@ -173,10 +173,14 @@ class LocalEntropy(_KLOptimizer):
         loss = self._loss_at_x(closure)
         assert closure is not None
         tau, seed, x = self.tau(self.k), update_seed(self.seed, self.k), self.flat.flatten()
-        if isinstance(self.estimator, ImportanceSampling):
-            x_next = self._importance_sampling(closure, x, tau, seed)
-        else:
-            x_next = self._sgld(closure, x, tau, seed)
+        try:
+            if isinstance(self.estimator, ImportanceSampling):
+                x_next = self._importance_sampling(closure, x, tau, seed)
+            else:
+                x_next = self._sgld(closure, x, tau, seed)
+        except BaseException:
+            self.flat.write(x)          # a failed step leaves the parameters where they were (SGLD moved them)
+            raise
         self.flat.write(x_next)
         self._advance()
         return loss
@@ -224,7 +228,7 @@ class LocalEntropy(_KLOptimizer):
             noise = self._noise(seed, j, j + 1)[0]                             # η_j: noise sample j, as sgld_chain
             chain = chain - 0.5 * eps[j - 1] * (g - (x - chain) / tau) + scale * math.sqrt(eps[j - 1]) * noise
             if not bool(torch.isfinite(chain).all()):
-                raise self._fail(f"the Langevin chain is not finite at inner step {j}")
+                raise self._fail(f"the Langevin chain is not finite at inner step {j}{sgld_stability_hint(eps, tau)}")
             total = total + eps[j] * chain                                     # Σ ε_j x^j
             grad_norm = float(torch.linalg.vector_norm(g))
         for p, part in zip(self.flat.params, torch.split(chain, self.flat.sizes)):
@@ -270,6 +274,19 @@ class Heat(_KLOptimizer):
         assert closure is not None
         est: RobbinsMonro = self.estimator
         tau, seed, x_k = self.tau(self.k), update_seed(self.seed, self.k), self.flat.flatten()
+        try:
+            x, residual = self._robbins_monro(closure, x_k, tau, seed)
+        except BaseException:
+            self.flat.write(x_k)        # a failed step leaves the parameters where they were
+            raise
+        self.flat.write(x)
+        self.last_info = RMInfo(residual, est.n_iter, seed)
+        self._advance()
+        return loss
+
+    def _robbins_monro(self, closure: Closure, x_k: torch.Tensor, tau: float, seed: int) -> tuple[torch.Tensor, float]:
+        """Algorithm 5 from x^0 = x_k: (x^J, |ĥ(x^{J−1})|)."""
+        est: RobbinsMonro = self.estimator
         x, residual, first, M = x_k.clone(), 0.0, None, est.n_samples
         for j, a in enumerate(est.steps(), start=1):
             z = x + math.sqrt(tau) * self._noise(seed, (j - 1) * M, j * M)     # z^(m) ~ φ_{x^{j−1},τ}
@@ -281,8 +298,5 @@ class Heat(_KLOptimizer):
             if not math.isfinite(residual):
                 raise self._fail(f"the Robbins–Monro residual is not finite at iteration {j}")
             check_stable(first, residual, j, tau)
-        self.flat.write(x)
-        self.last_info = RMInfo(residual, est.n_iter, seed)
-        self._advance()
-        return loss
+        return x, residual
 
