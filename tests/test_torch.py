@@ -213,7 +213,7 @@ def test_bad_arguments_name_themselves():
         kt.LocalEntropy(model.parameters(), TAU, "is", model=model)
     with pytest.raises(ValueError, match="tau"):
         kt.LocalEntropy(model.parameters(), -1.0, "is", 10, model=model)
-    with pytest.raises(ValueError, match="projected=True"):
+    with pytest.raises(ValueError, match="projected=True or fresh_minibatch=True"):
         kt.LocalEntropy(model.parameters(), TAU, ImportanceSampling(10, projected=True), model=model)
     with pytest.raises(ValueError, match=r"params\[0\].*not a parameter of model"):
         kt.LocalEntropy([torch.nn.Parameter(torch.zeros(3))], TAU, "is", 10, model=model)
@@ -270,7 +270,7 @@ def test_runs_on_cuda_and_matches_the_cpu_step():
     x0 = flat.x0()
     ref, _, _ = numpy_step(ImportanceSampling(100), flat, x0, TAU, 0, 0)
     model.cuda()
-    X, y = torch.randn(20, 5, generator=torch.Generator().manual_seed(1)).cuda(), None
+    X = torch.randn(20, 5, generator=torch.Generator().manual_seed(1)).cuda()
     y = torch.randint(0, 3, (20,), generator=torch.Generator().manual_seed(2)).cuda()
     kt.LocalEntropy(model.parameters(), TAU, "is", 100, model=model).step(
         lambda: torch.nn.functional.cross_entropy(model(X), y))

@@ -43,7 +43,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from ..estimators import SGLD, ImportanceSampling, RobbinsMonro
+from ..estimators import SGLD, RobbinsMonro
+from ..estimators.by_name import mean_estimator, prox_estimator
 from ..estimators.robbins_monro import DIVERGED
 from ..estimators.sgld import sgld_stability_hint
 from ..schedules import ConstantTau, ReverseTauScoping, TauScoping, as_tau_schedule
@@ -186,12 +187,6 @@ def robbins_monro_update(f: Callable, x_k: jax.Array, tau: jax.Array, key: jax.A
 # --- the transformations -----------------------------------------------------------------------------------
 
 
-def _check_estimator(estimator: Any) -> None:
-    if getattr(estimator, "projected", False) or getattr(estimator, "fresh_minibatch", False):
-        raise ValueError(f"{type(estimator).__name__}: projected=True and fresh_minibatch=True are for kltrain's MLP "
-                         "losses, not for kltrain.jax")
-
-
 def _check_chunk(chunk_size: Any) -> int:
     if not (isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
@@ -215,16 +210,7 @@ def local_entropy(tau: Any, estimator: Any = "is", n_samples: int | None = None,
     >>> bool(jnp.allclose(new["w"], params["w"] / 1.1, atol=0.05))
     True
     """
-    if isinstance(estimator, str):
-        if estimator not in ("is", "sgld"):
-            raise ValueError(f"estimator must be 'is', 'sgld' or a kltrain estimator, got {estimator!r}")
-        if n_samples is None:
-            raise TypeError(f"estimator={estimator!r} needs n_samples (J)")
-        estimator = ImportanceSampling(n_samples) if estimator == "is" else SGLD(n_samples)
-    elif not isinstance(estimator, (ImportanceSampling, SGLD)):
-        raise TypeError(f"estimator must be 'is', 'sgld', ImportanceSampling(...) or SGLD(...), "
-                        f"got {type(estimator).__name__}")
-    _check_estimator(estimator)
+    estimator = mean_estimator(estimator, n_samples, "kltrain.jax.local_entropy")
     tau_of, key0, chunk_size = tau_function(tau), _as_key(key), _check_chunk(chunk_size)
     is_sgld = isinstance(estimator, SGLD)
     eps = estimator.eps() if is_sgld else None
@@ -268,13 +254,7 @@ def heat(tau: Any, n_iter: int | None = None, n_samples: int | None = None, *, k
     J ``n_iter`` iterations of M ``n_samples`` gradient draws each, steps a_j = c·j^{−α}
     (or ``estimator=RobbinsMonro(...)``). ``update`` needs ``value_fn``.
     """
-    if estimator is None:
-        if n_iter is None or n_samples is None:
-            raise TypeError("heat needs n_iter (J) and n_samples (M), or estimator=RobbinsMonro(...)")
-        estimator = RobbinsMonro(n_iter, n_samples, c=c, alpha=alpha)
-    elif not isinstance(estimator, RobbinsMonro) or n_iter is not None or n_samples is not None:
-        raise TypeError("estimator must be a RobbinsMonro(...) given instead of n_iter and n_samples")
-    _check_estimator(estimator)
+    estimator = prox_estimator(estimator, n_iter, n_samples, c, alpha, "kltrain.jax.heat")
     tau_of, key0, steps = tau_function(tau), _as_key(key), estimator.steps()
 
     def init_fn(params):

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..estimators import SGLD, ImportanceSampling, RobbinsMonro
+from ..estimators.by_name import mean_estimator, prox_estimator
 from ..estimators.importance import ISInfo
 from ..estimators.robbins_monro import RMInfo, check_stable
 from ..estimators.sgld import SGLDInfo, sgld_stability_hint
@@ -85,10 +86,6 @@ class _KLOptimizer(torch.optim.Optimizer):
         self.tau = as_tau_schedule(tau)
         if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        if getattr(estimator, "projected", False) or getattr(estimator, "fresh_minibatch", False):
-            raise ValueError(f"{type(estimator).__name__}: projected=True and fresh_minibatch=True are for kltrain's "
-                             "MLP losses; with kltrain.torch a closure that draws a new minibatch at every call gives "
-                             "fresh minibatches")
         self.seed = int(seed)
         self.estimator = estimator
         self.flat = FlatParameters([p for g in self.param_groups for p in g["params"]], model, chunk_size)
@@ -153,18 +150,7 @@ class LocalEntropy(_KLOptimizer):
 
     def __init__(self, params: Iterable[Any], tau: Any, estimator: Any = "is", n_samples: int | None = None, *,
                  model: nn.Module, seed: int = 0, chunk_size: int = 128):
-        if isinstance(estimator, str):
-            if estimator not in ("is", "sgld"):
-                raise ValueError(f"estimator must be 'is', 'sgld' or a kltrain estimator, got {estimator!r}")
-            if n_samples is None:
-                raise TypeError(f"estimator={estimator!r} needs n_samples (J)")
-            estimator = (ImportanceSampling(n_samples, keep_log_weights=False) if estimator == "is"
-                         else SGLD(n_samples))
-        elif not isinstance(estimator, (ImportanceSampling, SGLD)):
-            raise TypeError(f"estimator must be 'is', 'sgld', ImportanceSampling(...) or SGLD(...), "
-                            f"got {type(estimator).__name__}")
-        elif n_samples is not None:
-            raise TypeError("n_samples is set by the estimator object; do not pass both")
+        estimator = mean_estimator(estimator, n_samples, "LocalEntropy")
         super().__init__(params, tau, model=model, seed=seed, chunk_size=chunk_size, estimator=estimator)
 
     @torch.no_grad()
@@ -259,12 +245,7 @@ class Heat(_KLOptimizer):
     def __init__(self, params: Iterable[Any], tau: Any, n_iter: int | None = None, n_samples: int | None = None, *,
                  c: float = 0.1, alpha: float = 0.7, estimator: RobbinsMonro | None = None, model: nn.Module,
                  seed: int = 0):
-        if estimator is None:
-            if n_iter is None or n_samples is None:
-                raise TypeError("Heat needs n_iter (J) and n_samples (M), or estimator=RobbinsMonro(...)")
-            estimator = RobbinsMonro(n_iter, n_samples, c=c, alpha=alpha)
-        elif not isinstance(estimator, RobbinsMonro) or n_iter is not None or n_samples is not None:
-            raise TypeError("estimator must be a RobbinsMonro(...) given instead of n_iter and n_samples")
+        estimator = prox_estimator(estimator, n_iter, n_samples, c, alpha, "Heat")
         super().__init__(params, tau, model=model, seed=seed, chunk_size=1, estimator=estimator)
 
     @torch.no_grad()
