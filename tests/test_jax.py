@@ -187,6 +187,18 @@ def test_a_nan_loss_raises_outside_jit_and_gives_nan_inside():
     assert not bool(state.info.finite) and np.isnan(np.asarray(ravel_pytree(updates)[0])).all()
 
 
+def test_a_chunk_whose_losses_are_all_infinite_only_drops_its_samples():
+    """f = +inf gives weight 0: with the first chunk's ε_j made huge, IS is the estimate over the other samples."""
+    from kltrain.jax.transforms import importance_sampling_update
+    f = lambda v: 0.5 * jnp.sum(v ** 2)                                    # noqa: E731  f(10³⁰) = +inf in float32
+    x, key = jnp.array([1.0, -2.0, 0.5]), jax.random.key(0)
+    blown = lambda k, j, d: jnp.where((j < 4)[:, None], 1e30, 1.0) * kj.normal_noise(k, j, d)   # noqa: E731
+    got, info = importance_sampling_update(f, x, 0.1, key, 12, 4, False, blown)
+    rest, _ = importance_sampling_update(f, x, 0.1, key, 8, 8, False, lambda k, j, d: kj.normal_noise(k, j + 4, d))
+    assert bool(info.finite)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(rest), rtol=1e-6)
+
+
 def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="estimator must be 'is', 'sgld'"):
         kj.local_entropy(TAU, "mala", 10, key=0)

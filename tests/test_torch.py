@@ -245,6 +245,24 @@ def test_a_non_finite_loss_names_tau_and_the_step():
     np.testing.assert_array_equal(kt.FlatLoss(model, closure).x0(), before)   # failed steps leave x as it was
 
 
+def test_a_chunk_whose_losses_are_all_infinite_only_drops_its_samples():
+    """f = +inf gives weight 0 (not an error, not NaN): a first chunk of such samples leaves IS over the rest."""
+    from kltrain.estimators.importance import importance_partial, posterior_mean_from_partial
+    model, closure = small_model()
+    flat = kt.FlatLoss(model, closure)
+    x0 = flat.x0()
+    calls = {"n": 0}
+
+    def first_chunk_infinite():
+        calls["n"] += 1                                         # call 1: the loss at x; call 2: samples 0..4
+        return closure() + (float("inf") if calls["n"] == 2 else 0.0)
+
+    opt = kt.LocalEntropy(model.parameters(), TAU, "is", 20, model=model, seed=6, chunk_size=5)
+    opt.step(first_chunk_infinite)
+    partial, _ = importance_partial(flat, x0, TAU, kt.update_seed(6, 0), 5, 20)
+    assert_float32_rounding(flat.x0(), posterior_mean_from_partial(partial, x0, TAU))
+
+
 def test_state_dict_resumes_the_same_noise():
     model, closure = small_model()
     flat = kt.FlatLoss(model, closure)

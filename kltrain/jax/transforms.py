@@ -124,8 +124,9 @@ def importance_sampling_update(f: Callable, x: jax.Array, tau: jax.Array, key: j
         finite = finite & jnp.all(~valid | (jnp.isfinite(log_w) | (log_w == -jnp.inf)))
         log_w = jnp.where(valid, log_w, -jnp.inf)
         m_new = jnp.maximum(m, jnp.max(log_w))
-        old = jnp.where(jnp.isfinite(m), jnp.exp(m - m_new), 0.0)       # rescale the sums to the new max
-        w = jnp.exp(log_w - m_new)
+        shift = jnp.where(jnp.isfinite(m_new), m_new, 0.0)              # all weights zero so far: no NaN from −inf − −inf
+        old = jnp.where(jnp.isfinite(m), jnp.exp(m - shift), 0.0)       # rescale the sums to the new max
+        w = jnp.exp(log_w - shift)
         return (m_new, old * sum_w + w.sum(), old ** 2 * sum_w2 + (w * w).sum(), old * sum_w_eps + w @ eps,
                 finite), None
 

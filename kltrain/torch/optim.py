@@ -70,6 +70,8 @@ class _RunningIS(NamedTuple):
     sum_w_eps: torch.Tensor  # Σ e^{lw − m} ε_j, shape (d,)
 
     def add(self, log_w: torch.Tensor, eps: torch.Tensor) -> "_RunningIS":
+        if float(log_w.max()) == -math.inf:          # every loss of the chunk +inf: zero weights, nothing to add
+            return self
         m = max(self.log_scale, float(log_w.max()))
         old = math.exp(self.log_scale - m) if math.isfinite(self.log_scale) else 0.0   # rescale to the new m
         w = torch.exp(log_w - m)
