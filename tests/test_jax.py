@@ -110,6 +110,26 @@ def test_sgld_and_robbins_monro_with_counter_noise_equal_numpy():
     assert np.abs(got - wrong).max() > 1e-5
 
 
+def test_sgld_warm_starts_from_the_last_chain_and_first_from_x():
+    params, value_fn, flat = problem()
+    key = jax.random.key(5)
+    opt = kj.local_entropy(TAU, SGLD_EST, key=key, noise=kj.counter_noise)
+    state = opt.init(jax.tree_util.tree_map(lambda a: a + 1.0, params))   # init elsewhere: the chain must not start there
+    updates, state = opt.update(None, state, params, value_fn=value_fn)
+    x1 = optax.apply_updates(params, updates)
+    updates, state = opt.update(None, state, x1, value_fn=value_fn)
+    got = np.asarray(ravel_pytree(optax.apply_updates(x1, updates))[0], np.float64)
+    keys = jax.random.split(key)
+    seeds = [kj.key_seed(keys[1]), kj.key_seed(jax.random.split(keys[0])[1])]
+    x0 = flat.x0()
+    ref1, chain, _ = sgld_chain(flat, x0, TAU, seeds[0], x0, SGLD_EST.eps())
+    x1_flat = np.asarray(ravel_pytree(x1)[0], np.float64)
+    ref2, _, _ = sgld_chain(flat, x1_flat, TAU, seeds[1], chain, SGLD_EST.eps())
+    np.testing.assert_allclose(got, ref2, rtol=0, atol=5e-6)
+    cold, _, _ = sgld_chain(flat, x1_flat, TAU, seeds[1], x1_flat, SGLD_EST.eps())   # negative control: no warm start
+    assert np.abs(got - cold).max() > 1e2 * np.abs(got - ref2).max()
+
+
 def test_chunking_never_changes_which_noise_a_sample_gets():
     params, value_fn, _ = problem()
     a, _ = one_update(kj.local_entropy(TAU, "is", 100, key=0, chunk_size=7), params, value_fn)

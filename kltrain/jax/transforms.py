@@ -233,7 +233,9 @@ def local_entropy(tau: Any, estimator: Any = "is", n_samples: int | None = None,
         tau = tau_of(state.n_updates)
         chain = state.chain
         if is_sgld:
-            start = chain if estimator.warm_start else x
+            # warm start (§5.1.1) from the previous update's chain; the first update starts at x, wherever
+            # the parameters went between init and it
+            start = jnp.where(state.n_updates > 0, chain, x) if estimator.warm_start else x
             mean, chain, info = sgld_update(f, x, tau, sub, start, eps, estimator.noise_scale, noise)
             if not isinstance(info.finite, jax.core.Tracer) and not bool(info.finite):
                 hint = sgld_stability_hint(eps, float(tau))
