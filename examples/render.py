@@ -22,33 +22,47 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = ROOT / "docs" / "_build" / "notebooks"
 CODE = ("kltrain", "toyproblems")  # the packages the notebooks import
+QUICK_ENV = "KLTRAIN_EXAMPLES_QUICK"
 
 
 def notebooks() -> list[Path]:
     return sorted(HERE.glob("[0-9][0-9]_*.py"))
 
 
-def execute(path: Path, timeout: int = 120):
-    """The executed notebook (nbformat) of a percent-format ``.py`` file."""
+def execute(path: Path, timeout: int = 120, quick: bool = True):
+    """The executed notebook (nbformat) of a percent-format ``.py`` file.
+
+    ``quick`` sets ``KLTRAIN_EXAMPLES_QUICK=1`` in the kernel: a notebook with a long full-size run
+    (05_your_model: 5.5 min of one core) runs its reduced one, as the tests and the docs build do.
+    """
     import jupytext
     from nbclient import NotebookClient
 
     nb = jupytext.read(path)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    before = os.environ.get(QUICK_ENV)
+    os.environ[QUICK_ENV] = "1" if quick else "0"    # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        if before is None:
+            os.environ.pop(QUICK_ENV)
+        else:
+            os.environ[QUICK_ENV] = before
     return nb
 
 
-def source_key(path: Path) -> str:
-    """A hash of the notebook and of the code it runs: a cached execution is reused only while both are unchanged."""
-    digest = hashlib.sha256(Path(path).read_bytes() + Path(__file__).read_bytes())
+def source_key(path: Path, quick: bool = True) -> str:
+    """A hash of the notebook, of the code it runs and of the size it runs at: a cached execution is reused
+    only while all three are unchanged."""
+    digest = hashlib.sha256(Path(path).read_bytes() + Path(__file__).read_bytes() + (b"quick" if quick else b"full"))
     for folder in CODE:
         for source in sorted((ROOT / folder).rglob("*.py")):
             digest.update(source.relative_to(ROOT).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 
 
-def executed(path: Path, timeout: int = 120, cache: Path = CACHE):
+def executed(path: Path, timeout: int = 120, cache: Path = CACHE, quick: bool = True):
     """``(notebook, seconds)``: the stored execution of ``path`` if its :func:`source_key` matches, else a new one.
 
     A new execution is stored (written to a temporary file, then renamed) with its key and its
@@ -57,7 +71,7 @@ def executed(path: Path, timeout: int = 120, cache: Path = CACHE):
     """
     import nbformat
 
-    path, key = Path(path), source_key(path)
+    path, key = Path(path), source_key(path, quick)
     stored = Path(cache) / f"{path.stem}.ipynb"
     if stored.exists():
         nb = nbformat.read(stored, as_version=4)
@@ -65,9 +79,9 @@ def executed(path: Path, timeout: int = 120, cache: Path = CACHE):
         if meta.get("source_key") == key:
             return nb, float(meta["seconds"])
     start = time.perf_counter()
-    nb = execute(path, timeout=timeout)
+    nb = execute(path, timeout=timeout, quick=quick)
     seconds = time.perf_counter() - start
-    nb.metadata["kltrain"] = {"source_key": key, "seconds": seconds, "source": path.name}
+    nb.metadata["kltrain"] = {"source_key": key, "seconds": seconds, "source": path.name, "quick": quick}
     stored.parent.mkdir(parents=True, exist_ok=True)
     tmp = stored.with_name(f".{stored.name}.{os.getpid()}.tmp")
     nbformat.write(nb, tmp)
@@ -81,10 +95,11 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "html")
+    parser.add_argument("--full", action="store_true", help="run each notebook at its full size (05: minutes)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in notebooks():
-        nb, seconds = executed(path)
+        nb, seconds = executed(path, timeout=3600 if args.full else 120, quick=not args.full)
         nbformat.write(nb, args.out / f"{path.stem}.ipynb")
         (args.out / f"{path.stem}.html").write_text(HTMLExporter().from_notebook_node(nb)[0])
         print(f"{args.out / path.stem}.html  ({seconds:.0f} s)")

@@ -11,6 +11,8 @@ checks it):
     regularized, variational, schemes    F_τ and F^H_τ (§2), their variational forms (§3),
                                          Algorithms 1 and 2 (§4)
     gaussian/      the same schemes with the Gaussian's covariance free (§1's future work)
+    torch/, jax/   the schemes as a torch.optim.Optimizer and as optax transformations, for your own
+                   model (optional extras; they import only the lines above)
     nets/          the hand-written MLP and its data; then (above kernels/) the MLP as a loss and
                    the reduced-coordinate updates
     kernels/       numba CPU and numba.cuda backends behind one dispatch, and Dask sharding

