@@ -19,6 +19,9 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path[:0] = [str(ROOT), str(DOCS / "_ext")]
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The CUDA kernels are documented as numba-cuda dispatchers (no GPU needed), whatever the caller set:
+# under the simulator a kernel is no function, so the docstrings' references to it would not resolve.
+os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
 import importlib.util  # noqa: E402
 

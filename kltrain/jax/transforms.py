@@ -52,23 +52,31 @@ from .noise import Noise, normal_noise
 
 
 class ISInfo(NamedTuple):
+    """Importance sampling's diagnostics of one update (Algorithm 4)."""
+
     ess: jax.Array          # effective sample size (Σw)²/Σw², in [1, J]
     max_weight: jax.Array   # largest normalised weight
     finite: jax.Array       # every loss f(x + √τ ε_j) finite (no NaN, no +inf)
 
 
 class SGLDInfo(NamedTuple):
+    """The Langevin chain's diagnostics of one update (Algorithm 3)."""
+
     distance: jax.Array     # ‖x − x^J‖
     grad_norm: jax.Array    # ‖∇f(x^{J−1})‖
     finite: jax.Array       # the chain stayed finite
 
 
 class RMInfo(NamedTuple):
+    """The Robbins–Monro iteration's diagnostics of one update (Algorithm 5)."""
+
     residual: jax.Array     # |ĥ(x^{J−1})|
     finite: jax.Array       # the iteration neither overflowed nor grew DIVERGED-fold
 
 
 class KLState(NamedTuple):
+    """The optax state of :func:`local_entropy` and :func:`heat`: updates done, key, SGLD's chain, last info."""
+
     n_updates: jax.Array    # k, updates done (not "count": it would shadow tuple.count, which mypy flags)
     key: jax.Array          # split once per update
     chain: jax.Array        # SGLD's last chain state (warm start, §5.1.1); shape (0,) otherwise

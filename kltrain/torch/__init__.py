@@ -6,7 +6,7 @@
                                     (kltrain's NumPy estimators and flatness measures run on it)
     counter_normals(seed, samples, d)   kltrain's counter-based noise, on the parameters' device
 
-Both optimizers are ``torch.optim.Optimizer``s whose ``step(closure)`` takes a closure
+Both optimizers are ``torch.optim.Optimizer`` subclasses whose ``step(closure)`` takes a closure
 returning the minibatch loss (no ``backward()`` inside); see :mod:`kltrain.torch.optim`.
 """
 

@@ -1,4 +1,4 @@
-"""Algorithms 1 and 2 of the paper as ``torch.optim.Optimizer``s: local entropy and heat regularization.
+"""Algorithms 1 and 2 of the paper as ``torch.optim.Optimizer`` subclasses: local entropy and heat regularization.
 
     LocalEntropy (Algorithm 1):  x_{k+1} = E_{q_{x_k,τ}}[X],   q_{x,τ}(x') ∝ exp(−f(x') − |x − x'|²/2τ)  (eq. 2.6)
         estimator "is"   (Algorithm 4, eq. 5.2): x + √τ Σ_j w_j ε_j / Σ_j w_j,  log w_j = −f(x + √τ ε_j)
