@@ -162,7 +162,8 @@ def profile_json(parts, normal_rate, flop_rate) -> dict:
             "parts": [dict(asdict(p), over_floor=p.over_floor) for p in parts]}
 
 
-__all__ = ["PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "matmul_flops_per_second",
+__all__ = ["GRADIENT_BATCHES", "PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "gradient_table",
+           "matmul_flops_per_second", "profile_gradient",
            "normals_per_second", "profile_json", "profile_reduced_is", "run_profile_and_sweep", "sweep_reduced_is"]
 
 
@@ -188,9 +189,72 @@ def run_profile_and_sweep(backend_name, samples=1000, repeat=3, profile=True, sw
         for p in parts:
             printer(format_part(p))
         out["profile"] = dict(profile_json(parts, *rates), samples=samples)
+        out["gradient"] = profile_gradient(net, repeat=max(repeat, 5))
+        for line in gradient_table(out["gradient"]):
+            printer(line)
     if sweep:
         out["sweep"] = sweep_reduced_is(backend, mb, params, TAU, repeat=repeat)
         printer("\nreduced IS, 784-200-10: seconds per update against J")
         for row in out["sweep"]:
             printer(f"J = {row['samples']:>7}  {row['seconds_per_update']:.4g} s")
     return out
+
+
+GRADIENT_BATCHES = (20, 100, 300, 500)
+
+
+def profile_gradient(net, batches=GRADIENT_BATCHES, repeat=5) -> list[dict]:
+    """What bounds our gradient (the SGLD/HR inner step) as B grows: our kernel against BLAS GEMMs.
+
+    For each B (MNIST rows): our ``loss_and_grad`` (sparse first layer, hand-written dense
+    layers; one call), its first-layer forward alone (``sparse_affine``: nnz·H₁ multiply–adds),
+    the same product as a dense float32 GEMM X·W₁ (B·784·H₁ multiply–adds, one BLAS thread), and
+    NumPy's whole dense gradient (:meth:`MLP.loss_and_grad`, GEMMs, one BLAS thread). Medians of
+    ``repeat`` calls; GFLOP/s = 2·MACs/s.
+    """
+    from ..kernels import cpu_backend, cpu_mlp
+    from ..kernels.layout import Minibatch
+    from ..nets.data import load_mnist
+
+    X_all, y_all, _, _ = load_mnist(quiet=True)
+    p = net.init(0)
+    w0, b0, _, H = net.layer_offsets[0]
+    W1 = p[w0:b0].reshape(net.sizes[0], H)
+    out = []
+    with single_blas_thread():
+        for B in batches:
+            X, y = X_all[:B], y_all[:B]
+            mb = Minibatch.build(net, X, y)
+            first = np.empty((B, H), np.float32)
+
+            def median(fn):
+                fn()
+                return float(np.median([_timed(fn) for _ in range(repeat)]))
+            row = {"batch": B, "nnz": int(mb.idx.size),
+                   "ours_gradient": median(lambda: cpu_backend.loss_and_grad(mb, p)),
+                   "ours_first_layer": median(lambda: cpu_mlp.sparse_affine(p, w0, b0, H, mb.indptr, mb.idx, mb.val,
+                                                                            first)),
+                   "gemm_first_layer": median(lambda: X @ W1),
+                   "numpy_gradient": median(lambda: net.loss_and_grad(p, X, y))}
+            row["ours_first_layer_gflops"] = 2e-9 * mb.idx.size * H / row["ours_first_layer"]
+            row["gemm_first_layer_gflops"] = 2e-9 * B * net.sizes[0] * H / row["gemm_first_layer"]
+            out.append(row)
+    return out
+
+
+def _timed(fn) -> float:
+    import time
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def gradient_table(rows) -> list[str]:
+    lines = ["", "gradient (SGLD/HR inner step) against B: ours vs BLAS GEMM (one thread), median seconds",
+             f"{'B':>4} {'ours grad':>10} {'NumPy grad':>10} {'ours W1 fwd':>11} {'GFLOP/s':>8} {'GEMM X.W1':>10} "
+             f"{'GFLOP/s':>8}"]
+    for r in rows:
+        lines.append(f"{r['batch']:>4} {r['ours_gradient']:>10.4g} {r['numpy_gradient']:>10.4g} "
+                     f"{r['ours_first_layer']:>11.4g} {r['ours_first_layer_gflops']:>8.3g} "
+                     f"{r['gemm_first_layer']:>10.4g} {r['gemm_first_layer_gflops']:>8.3g}")
+    return lines

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Iterable, NamedTuple
 import numpy as np
 
 from .._checks import check_count
-from ..fastpath import ISPartial, fast_path
+from ..fastpath import ISPartial, choose_projected, fast_path
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
@@ -42,6 +42,7 @@ class ISInfo(NamedTuple):
     max_weight: float       # largest normalised weight, in [1/J, 1]
     log_weights: np.ndarray | None  # −f(x_j), when kept
     seed: int               # regenerates every ε_j
+    projected: bool | None = None  # True: the reduced update ran (kltrain.nets.projected); False: per-sample
 
 
 def check_sample_range(start: int, stop: int) -> None:
@@ -149,14 +150,16 @@ class ImportanceSampling:
     n_samples : J, the number of proposal samples (≥ 1).
     antithetic : use pairs (ε, −ε); halves the noise draws, cancels odd moments.
     keep_log_weights : put all J log weights in the info (for diagnostics/plots).
-    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
+    projected : True: the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`); False:
+        per-sample; None (default): whichever the loss's cost model prices lower (``info.projected``
+        says which ran).
     """
 
     kind: ClassVar[str] = "mean"
     n_samples: int
     antithetic: bool = field(default=False, kw_only=True)
     keep_log_weights: bool = field(default=True, kw_only=True)
-    projected: bool = field(default=False, kw_only=True)
+    projected: bool | None = field(default=None, kw_only=True)
 
     def __post_init__(self):
         check_count(self.n_samples, "n_samples", 1)
@@ -178,11 +181,11 @@ class ImportanceSampling:
     def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray,
              tau: float) -> tuple[np.ndarray, None, ISInfo]:
         seed = draw_seed(rng)
-        if self.projected:  # the whole update in reduced coordinates (kltrain.fastpath)
+        if choose_projected(loss, self.projected, "IS", self.n_samples):  # the whole update in reduced coordinates
             mean, info = fast_path(loss, "importance_update", projected=True)(
                 x, tau, seed, self.n_samples, self.antithetic)
-            return mean, state, info
+            return mean, state, info._replace(projected=True) if isinstance(info, ISInfo) else info
         part, log_w = self.partial(loss, x, tau, seed)
         info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w),
-                      log_w if self.keep_log_weights else None, seed)
+                      log_w if self.keep_log_weights else None, seed, False)
         return posterior_mean_from_partial(part, x, tau), state, info

@@ -1,6 +1,17 @@
-"""The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels."""
+"""The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels.
+
+Threads. Importance sampling uses every numba thread: one parallel region per update, the
+samples split between them. The *chains* (SGLD, Robbins–Monro) are sequences of short steps
+with a barrier each (SGLD on the full problem: one parallel Langevin update per step;
+Robbins–Monro: one per iteration), so a second thread gains little and a busy core stalls
+every barrier. They run on ``CHAIN_THREADS`` numba threads (1), the faster choice measured by
+``kltrain bench --threads`` (``validation/data/bench-like-for-like.json``, "threads"); the
+bits do not depend on it (tests/test_thread_count.py).
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numba as nb
 import numpy as np
@@ -9,6 +20,26 @@ from ..estimators.importance import ISPartial, check_log_weights, check_sample_r
 from ..noise import stream_key
 from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
+
+
+CHAIN_THREADS: int | None = 1   # numba threads of the SGLD and Robbins–Monro chains (None: all of them)
+
+
+def chain_threads() -> int:
+    """Threads the chains run on now: CHAIN_THREADS, at most numba's current count."""
+    n = nb.get_num_threads()
+    return n if CHAIN_THREADS is None else max(1, min(CHAIN_THREADS, n))
+
+
+@contextmanager
+def _on_threads(n: int):
+    """numba's thread count set to ``n`` for the calling thread, restored after."""
+    old = nb.get_num_threads()
+    nb.set_num_threads(n)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(old)
 
 
 def _f32(a):
@@ -82,21 +113,25 @@ def population_losses(mb, params, tau, seed, samples):
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     chain = _f32(chain).copy()
-    mean, chain, grad_norm = cpu.sgld_chain(
-        _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
-        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
+    with _on_threads(chain_threads()):
+        mean, chain, grad_norm = cpu.sgld_chain(
+            _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
+            mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
     return mean, chain, float(grad_norm)
 
 
 def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
     """One Algorithm 3 transition in place (chain, total) with noise sample j."""
-    cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
+    with _on_threads(chain_threads()):
+        cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
-    x, residual = cpu.robbins_monro(
-        _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
-        mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads(), float(grad_scale))
+    n = chain_threads()
+    with _on_threads(n):
+        x, residual = cpu.robbins_monro(
+            _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
+            mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, n, float(grad_scale))
     return x, float(residual)
 
 
