@@ -38,8 +38,13 @@ def _repeats(fn, repeat: int, long_call: float) -> int:
 
 
 def run_batch_sweep(backend="cpu", batches=SWEEP_BATCHES, nets=SWEEP_NETS, samples=1000, m=30, repeat=3, peer=None,
-                    algorithms=ALGORITHMS, printer=print, long_call=LONG_CALL, settle=SETTLE) -> list[BenchRecord]:
-    """Time every case for each (net, B): ours and the peer's interleaved; print each row as it is measured."""
+                    algorithms=ALGORITHMS, printer=print, long_call=LONG_CALL, settle=SETTLE,
+                    on_record=None) -> list[BenchRecord]:
+    """Time every case for each (net, B): ours and the peer's interleaved; print each row as it is measured.
+
+    ``on_record(records so far)`` is called after every row (the CLI rewrites its JSON: a long
+    sweep keeps what it measured if it is stopped).
+    """
     check_peer(peer)
     backend_name = resolve(backend)
     kernels, other = get_backend(backend_name), peer_kernels(peer)
@@ -58,6 +63,8 @@ def run_batch_sweep(backend="cpu", batches=SWEEP_BATCHES, nets=SWEEP_NETS, sampl
                 a, b = paired_times(ours, theirs, n, settle, warm_ours=False)
                 records.append(make_record(case, net_name, net, backend_name, mb, a, b, peer))
                 printer(format_row(records[-1]))
+                if on_record is not None:
+                    on_record(records)
     return records
 
 

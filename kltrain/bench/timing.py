@@ -280,7 +280,7 @@ def write_json(records, path, extra=None, load_before=None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [dict(asdict(r), speedup=r.speedup, peer_ratio=r.peer_ratio) for r in records]
-    out = {"records": rows, "machine": machine(), "settle_seconds": SETTLE,
+    out = {"status": "done", "records": rows, "machine": machine(), "settle_seconds": SETTLE,
            "loadavg_before": None if load_before is None else list(load_before), **(extra or {})}
     return atomic_write_json(path, out, indent=1)
 

@@ -55,8 +55,14 @@ def _batch_sweep(args, lines) -> dict:
         lines.append(line)
         print(line, file=sys.stderr, flush=True)
 
+    def keep(records):   # the sweep so far, in --json's file (the bench rows are written at the end)
+        if args.json:
+            from .._io import atomic_write_json
+            atomic_write_json(args.json, {"status": "running", "batch_sweep": sweep_json(records, started, load)},
+                              indent=1)
+
     records = run_batch_sweep(args.backend, args.batches, args.sweep_nets, args.samples, args.m, args.repeat,
-                              args.peer, printer=printer)
+                              args.peer, printer=printer, on_record=keep)
     out = sweep_json(records, started, load)
     lines.append(f"sweep took {out['wall_seconds']:.0f} s")
     return out
