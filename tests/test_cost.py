@@ -33,7 +33,7 @@ def test_the_code_uses_the_committed_constants():
 
 
 def test_refitting_the_committed_measurements_gives_the_constants_back():
-    for algorithm, consts in fit_cost_model(SWEEP).items():
+    for algorithm, consts in fit_cost_model(SWEEP, MODEL["cpu"]["fixed_costs"]).items():
         for term, value in consts.items():
             assert value == pytest.approx(cost.CONSTANTS["cpu"][algorithm][term], rel=2e-2, abs=1e-15), (algorithm,
                                                                                                         term)
@@ -60,28 +60,32 @@ def test_the_gpu_model_prefers_per_sample_is_at_1e3_samples_as_measured():
     assert cost.reduced_pays("SGLD", hidden, 20, 3927, 393, 1_000, backend="cuda")     # 117 ms vs 944 ms
 
 
-def _crossover(algorithm, net, n_samples, n_iter=1, batches=range(2, 400)):
-    """The first B (MNIST rows) where the loss's model stops preferring the reduced path, or None."""
-    previous = None
-    for B in batches:
-        pays = MinibatchLoss(net, X[:B], Y[:B], backend="cpu").projected_pays(algorithm, n_samples, n_iter)
-        if previous and not pays:
-            return B
-        previous = pays
+def _pays(algorithm, net, B, n_samples, n_iter):
+    return MinibatchLoss(net, X[:B], Y[:B], backend="cpu").projected_pays(algorithm, n_samples, n_iter)
+
+
+def _crossover(algorithm, n_samples, n_iter, lo=2, hi=400):
+    """(net, B) with the reduced path preferred at B − 1 and not at B, by bisection on MNIST rows, or None."""
+    for net in (MLP.hidden(), MLP((784, 40, 10))):
+        if not _pays(algorithm, net, lo, n_samples, n_iter) or _pays(algorithm, net, hi, n_samples, n_iter):
+            continue
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _pays(algorithm, net, mid, n_samples, n_iter) else (lo, mid)
+        return net, hi
     return None
 
 
-@pytest.mark.parametrize("algorithm, n_samples, n_iter", [("SGLD", 8, 1), ("HR", 3, 3), ("IS", 8, 1)])
+@pytest.mark.parametrize("algorithm, n_samples, n_iter", [("SGLD", 100, 1), ("HR", 10, 10), ("IS", 100, 1)])
 def test_the_estimators_choice_flips_where_the_model_says(algorithm, n_samples, n_iter):
-    net = MLP((784, 40, 10))
-    B = _crossover(algorithm, net, n_samples, n_iter)
-    assert B is not None, "the model never stops preferring the reduced path below B = 400"
+    found = _crossover(algorithm, n_samples, n_iter)
+    assert found is not None, "the model prefers one path at every B in [2, 400]"
+    net, B = found
     make = {"IS": lambda p: ImportanceSampling(n_samples, projected=p), "SGLD": lambda p: SGLD(n_samples, projected=p),
             "HR": lambda p: RobbinsMonro(n_iter, n_samples, projected=p)}[algorithm]
     x = net.init(0)
     for rows, want in ((B - 1, True), (B, False)):
         loss = MinibatchLoss(net, X[:rows], Y[:rows], backend="cpu")
-        est = make(None)
         for forced in (None, True, False):
             est = make(forced)
             _, _, info = est.step(np.random.default_rng(0), est.init(loss, x, 0.01), loss, x, 0.01)

@@ -1,8 +1,10 @@
 """Fit :mod:`kltrain.nets.cost`'s CPU constants to a batch sweep (``kltrain bench --sweep-batch --json``).
 
-For each algorithm, non-negative least squares on *relative* error: every measured update
-(our seconds, full and reduced problems, every net and batch size) gives one row
-features/seconds = 1, so a 10 ms update counts as much as a 10 s one. The result is written
+The reduced path's fixed parts are timed directly (:func:`measure_fixed_costs`: the SVD/QR
+and the lift against B and H₁, stored with the constants) and fitted alone; then, for each
+algorithm, non-negative least squares on *relative* error: every measured update (our
+seconds, full and reduced problems, every net and batch size) gives one row, so a 10 ms
+update counts as much as a 10 s one. The result is written
 as ``validation/data/cost-model.json`` and pasted into ``kltrain.nets.cost.CONSTANTS``
 (tests/test_cost.py checks that the two agree and that refitting the committed sweep gives
 them back)::
@@ -47,18 +49,79 @@ def _round(x: float) -> float:
     return float(f"{x:.{SIGNIFICANT}g}")
 
 
-def fit_cost_model(records: list[dict]) -> dict[str, dict[str, float]]:
-    """{algorithm: {term: seconds per count}} fitted to the records (see the module docstring)."""
+FITTED = ("per_eval", "per_normal", "per_mac", "fixed")   # per_qr, per_lift: measured directly (fixed_costs)
+
+
+def measure_fixed_costs(batches=(20, 100, 300, 500), nets=((784, 200, 10), (784, 1000, 10)), repeat=7) -> list[dict]:
+    """Medians of the reduced update's fixed parts on MNIST rows: the SVD/QR (``reduce_minibatch``) and the
+    basis products with the lift (``basis_coordinates`` + ``lift_with_noise``), one BLAS thread."""
+    import time
+
+    from .._blas import single_blas_thread
+    from ..kernels.layout import Minibatch
+    from ..nets.data import load_mnist
+    from ..nets.mlp import MLP
+    from ..nets.projected import basis_coordinates, lift_with_noise, reduce_minibatch
+
+    def median(fn):
+        fn()
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    X, y, _, _ = load_mnist(quiet=True)
+    out = []
+    with single_blas_thread():
+        for sizes in nets:
+            net = MLP(sizes)
+            p = net.init(0)
+            for B in batches:
+                mb = Minibatch.build(net, X[:B], y[:B])
+                red = reduce_minibatch(mb)
+                W1 = red.first_layer(p)
+                z = np.ones_like(W1)
+
+                def lift():
+                    coords, basis_z = basis_coordinates(red.basis, W1, z)
+                    lift_with_noise(red, red.reduce(p, coords), W1, coords, z, 0.1, basis_z)
+                out.append({"sizes": list(sizes), "batch": B, "rank": red.rank,
+                            "qr_seconds": median(lambda: reduce_minibatch(mb)), "lift_seconds": median(lift)})
+    return out
+
+
+def fit_fixed_costs(rows: list[dict]) -> dict[str, float]:
+    """per_qr and per_lift by least squares through the origin on in·B² + B³ and in·H₁·(r + 1)."""
+    qr = np.array([r["sizes"][0] * r["batch"] ** 2 + r["batch"] ** 3 for r in rows], float)
+    lift = np.array([r["sizes"][0] * r["sizes"][1] * (r["rank"] + 1) for r in rows], float)
+    t_qr, t_lift = np.array([r["qr_seconds"] for r in rows]), np.array([r["lift_seconds"] for r in rows])
+    # relative error: divide each row by its time
+    return {"per_qr": _round(float(np.sum(qr / t_qr) / np.sum((qr / t_qr) ** 2))),
+            "per_lift": _round(float(np.sum(lift / t_lift) / np.sum((lift / t_lift) ** 2)))}
+
+
+def fit_cost_model(records: list[dict], fixed_costs: list[dict]) -> dict[str, dict[str, float]]:
+    """{algorithm: {term: seconds per count}} fitted to the records (see the module docstring).
+
+    per_qr and per_lift come from the direct timings ``fixed_costs`` (:func:`measure_fixed_costs`);
+    the other terms by non-negative least squares on relative error, the reduced rows' known
+    QR and lift seconds subtracted first.
+    """
+    known = fit_fixed_costs(fixed_costs)
     rows = _rows(records)
     out = {}
     for algorithm in ALGORITHMS:
-        mine = [(f, t) for a, _, f, t in rows if a == algorithm]
+        mine = [(f, t - known["per_qr"] * f["per_qr"] - known["per_lift"] * f["per_lift"], t)
+                for a, _, f, t in rows if a == algorithm]
         if not mine:
             raise ValueError(f"the sweep has no {algorithm} records")
-        A = np.array([[f[k] / t for k in TERMS] for f, t in mine])
+        A = np.array([[f[k] / t for k in FITTED] for f, _, t in mine])
+        b = np.array([rest / t for _, rest, t in mine])
         scale = np.maximum(A.max(axis=0), 1e-300)   # columns of unit size: nnls is scale-sensitive
-        coef, _ = nnls(A / scale, np.ones(len(mine)))
-        out[algorithm] = {k: _round(c / s) for k, c, s in zip(TERMS, coef, scale)}
+        coef, _ = nnls(A / scale, b)
+        out[algorithm] = {**{k: _round(c / s) for k, c, s in zip(FITTED, coef, scale)}, **known}
     return out
 
 
@@ -139,7 +202,9 @@ def main(argv=None) -> int:
     sweep_path, out_path = Path(argv[0]), Path(argv[1]) if len(argv) > 1 else None
     data = json.loads(sweep_path.read_text())
     records = data["batch_sweep"]["records"] if "batch_sweep" in data else data["records"]
-    constants = fit_cost_model(records)
+    old = json.loads(out_path.read_text()) if out_path is not None and out_path.exists() else {}
+    fixed = old.get("cpu", {}).get("fixed_costs") or measure_fixed_costs()
+    constants = fit_cost_model(records, fixed)
     checks = agreement(records, constants)
     for c in checks:
         print(f"{c['algorithm']:<5} {str(c['sizes']):<16} B={c['batch']:>4}  measured full/reduced "
@@ -149,8 +214,7 @@ def main(argv=None) -> int:
     print(json.dumps(constants, indent=1))
     gpu_path = Path(argv[2]) if len(argv) > 2 else None
     if out_path is not None:
-        old = json.loads(out_path.read_text()) if out_path.exists() else {}
-        old["cpu"] = {"constants": constants, "fitted_to": str(sweep_path), "checks": checks,
+        old["cpu"] = {"constants": constants, "fitted_to": str(sweep_path), "fixed_costs": fixed, "checks": checks,
                       "loadavg": data.get("batch_sweep", data).get("loadavg_before")}
         if gpu_path is not None:
             old["cuda"] = {"constants": cuda_constants(json.loads(gpu_path.read_text())),

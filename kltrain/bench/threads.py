@@ -7,7 +7,7 @@ when another process holds a core every barrier waits for a descheduled thread. 
 times each chain of the bench (784–200–10, B = 20, both problems; IS beside them for
 contrast) with ``CHAIN_THREADS`` = 1 and = all threads, calls interleaved, and reports
 medians and the median of the per-pair ratios; :data:`kltrain.kernels.cpu_backend.CHAIN_THREADS`
-is set from it. The bits do not depend on the choice (tests/test_thread_count.py).
+is set from it (SGLD: one; Robbins–Monro: all). The bits do not depend on the choice (tests/test_thread_count.py).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from .timing import BATCH, NETS, SETTLE, _cases, paired_times
 
 @contextmanager
 def chain_threads(n: int | None):
-    """cpu_backend.CHAIN_THREADS set to ``n`` (None: every numba thread), restored after."""
-    old = cpu_backend.CHAIN_THREADS
-    cpu_backend.CHAIN_THREADS = n
+    """Every chain of cpu_backend.CHAIN_THREADS set to ``n`` threads (None: every numba thread), restored after."""
+    old = dict(cpu_backend.CHAIN_THREADS)
+    cpu_backend.CHAIN_THREADS.update({k: n for k in old})
     try:
         yield
     finally:
-        cpu_backend.CHAIN_THREADS = old
+        cpu_backend.CHAIN_THREADS.update(old)
 
 
 def _on(n, fn):
@@ -66,7 +66,7 @@ def run_thread_comparison(backend="cpu", samples=1000, m=30, repeat=3, net="hidd
                      "one_thread_seconds": float(np.median(one)), "all_threads_seconds": float(np.median(every)),
                      "one_over_all": float(np.median(np.asarray(one) / np.asarray(every)))})
     return {"rows": rows, "loadavg_before": list(load), "loadavg_after": list(os.getloadavg()),
-            "chain_threads_default": cpu_backend.CHAIN_THREADS}
+            "chain_threads_default": dict(cpu_backend.CHAIN_THREADS)}
 
 
 def thread_table(result: dict) -> list[str]:

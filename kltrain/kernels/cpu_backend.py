@@ -1,12 +1,15 @@
 """The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels.
 
 Threads. Importance sampling uses every numba thread: one parallel region per update, the
-samples split between them. The *chains* (SGLD, Robbins–Monro) are sequences of short steps
-with a barrier each (SGLD on the full problem: one parallel Langevin update per step;
-Robbins–Monro: one per iteration), so a second thread gains little and a busy core stalls
-every barrier. They run on ``CHAIN_THREADS`` numba threads (1), the faster choice measured by
-``kltrain bench --threads`` (``validation/data/bench-like-for-like.json``, "threads"); the
-bits do not depend on it (tests/test_thread_count.py).
+samples split between them. The *chains* are sequences of dependent steps.
+SGLD on the full problem ends every step in a barrier (one parallel Langevin update of ~50 µs),
+so a second thread gains nothing and a busy core stalls every step: it runs on one thread.
+Robbins–Monro splits each iteration's M draws between the threads (one barrier per iteration,
+M/2 gradients between): two threads are faster. ``CHAIN_THREADS`` holds the choice, measured
+by ``kltrain bench --threads`` (``validation/data/bench-like-for-like.json``, "threads": at
+load ≈ 3.7 on 2 cores, one thread ÷ two = 1.02 (SGLD reduced), 0.97 (per-sample), 1.56 and
+1.55 (HR); at load ≈ 10, 0.93 and 0.09 for SGLD, 0.29 and 0.43 for HR: on an oversubscribed
+machine every barrier collapses). The bits do not depend on it (tests/test_thread_count.py).
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
 
 
-CHAIN_THREADS: int | None = 1   # numba threads of the SGLD and Robbins–Monro chains (None: all of them)
+CHAIN_THREADS: dict[str, int | None] = {"sgld": 1, "robbins_monro": None}   # numba threads (None: all)
 
 
-def chain_threads() -> int:
-    """Threads the chains run on now: CHAIN_THREADS, at most numba's current count."""
-    n = nb.get_num_threads()
-    return n if CHAIN_THREADS is None else max(1, min(CHAIN_THREADS, n))
+def chain_threads(chain: str) -> int:
+    """Threads a chain ("sgld" or "robbins_monro") runs on now: CHAIN_THREADS's, at most numba's current count."""
+    n, want = nb.get_num_threads(), CHAIN_THREADS[chain]
+    return n if want is None else max(1, min(want, n))
 
 
 @contextmanager
@@ -113,7 +116,7 @@ def population_losses(mb, params, tau, seed, samples):
 
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     chain = _f32(chain).copy()
-    with _on_threads(chain_threads()):
+    with _on_threads(chain_threads("sgld")):
         mean, chain, grad_norm = cpu.sgld_chain(
             _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
             mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
@@ -122,12 +125,12 @@ def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
 
 def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
     """One Algorithm 3 transition in place (chain, total) with noise sample j."""
-    with _on_threads(chain_threads()):
+    with _on_threads(chain_threads("sgld")):
         cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
-    n = chain_threads()
+    n = chain_threads("robbins_monro")
     with _on_threads(n):
         x, residual = cpu.robbins_monro(
             _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,

@@ -1,13 +1,13 @@
 """Which path an MLP update should take: per-sample or reduced (``projected=None``), by a cost model.
 
 The reduced updates of :mod:`kltrain.nets.projected` run the algorithm on an MLP with
-r = min(B, inputs) inputs, plus a fixed cost per update (the SVD/QR of the B×784 minibatch,
+r = rank(A) ≤ min(B, active pixels) inputs (the model takes that bound), plus a fixed cost per update (the SVD/QR of the B×784 minibatch,
 growing as 784·B², and the basis products and lift, 784·r·H₁). The per-sample updates run it
 on the full net. Both run the *same* kernels, so one model prices both:
 
     seconds ≈ E·(λ + α·normals + β·MACs)  [+ γ + γ_qr·(in·B² + B³) + δ·in·H₁·(r + 1)   reduced only]
 
-per algorithm (IS, SGLD, HR), with E the number of loss evaluations per update (IS: J;
+per algorithm (IS, SGLD, HR; γ_qr and δ are timed directly, the rest fitted), with E the number of loss evaluations per update (IS: J;
 SGLD: J − 1 gradients; HR: J·M gradients), ``normals`` the noise drawn per evaluation (the
 problem's parameter count; HR on the full problem: only the W₁ rows of active pixels and
 the later layers) and ``MACs`` the multiply–adds of one forward pass (first layer: the
@@ -66,7 +66,7 @@ def features(algorithm: str, problem: str, sizes, batch: int, nnz: int, active: 
         raise ValueError(f"problem must be 'full' or 'reduced', got {problem!r}")
     n_in, h1, tail, later = _layers(sizes)
     B = int(batch)
-    r = min(B, n_in)
+    r = max(1, min(B, n_in, int(active)))    # the rank of A is at most its number of nonzero columns
     evals = {"IS": samples, "SGLD": max(samples - 1, 0), "HR": samples * m}[algorithm]
     if problem == "full":
         normals = (active if algorithm == "HR" else n_in) * h1 + tail
