@@ -7,7 +7,7 @@ when another process holds a core every barrier waits for a descheduled thread. 
 times each chain of the bench (784–200–10, B = 20, both problems; IS beside them for
 contrast) with ``CHAIN_THREADS`` = 1 and = all threads, calls interleaved, and reports
 medians and the median of the per-pair ratios; :data:`kltrain.kernels.cpu_backend.CHAIN_THREADS`
-is set from it (SGLD: one; Robbins–Monro: all). The bits do not depend on the choice (tests/test_thread_count.py).
+is set from it (one thread for both; see that module's docstring for the numbers). The bits do not depend on the choice (tests/test_thread_count.py).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels.
 
 Threads. Importance sampling uses every numba thread: one parallel region per update, the
-samples split between them. The *chains* are sequences of dependent steps.
-SGLD on the full problem ends every step in a barrier (one parallel Langevin update of ~50 µs),
-so a second thread gains nothing and a busy core stalls every step: it runs on one thread.
-Robbins–Monro splits each iteration's M draws between the threads (one barrier per iteration,
-M/2 gradients between): two threads are faster. ``CHAIN_THREADS`` holds the choice, measured
-by ``kltrain bench --threads`` (``validation/data/bench-like-for-like.json``, "threads": at
-load ≈ 3.7 on 2 cores, one thread ÷ two = 1.02 (SGLD reduced), 0.97 (per-sample), 1.56 and
-1.55 (HR); at load ≈ 10, 0.93 and 0.09 for SGLD, 0.29 and 0.43 for HR: on an oversubscribed
-machine every barrier collapses). The bits do not depend on it (tests/test_thread_count.py).
+samples split between them. The *chains* are sequences of dependent steps,
+each ending in a barrier on several threads (SGLD on the full problem: one parallel Langevin
+update of ~50 µs per step; Robbins–Monro: its M draws split per iteration). They run on one
+numba thread (``CHAIN_THREADS``), the choice ``kltrain bench --threads`` supports on this
+shared 2-core host (``validation/data/bench-like-for-like.json``): one thread ÷ two was 1.02
+and 0.97 for SGLD (reduced, per-sample) and 1.56 and 1.55 for Robbins–Monro at load ≈ 3.7,
+but 0.93, 0.09, 0.29, 0.43 at load ≈ 10 ("threads_heavy_load"), and Robbins–Monro on two
+threads re-timed minutes later at load ≈ 2.7 took 0.17–0.32 s instead of 0.039 s at B = 20
+("hr_two_threads"): a barrier waits for whichever thread another process has descheduled. The
+bits do not depend on it (tests/test_thread_count.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
 
 
-CHAIN_THREADS: dict[str, int | None] = {"sgld": 1, "robbins_monro": None}   # numba threads (None: all)
+CHAIN_THREADS: dict[str, int | None] = {"sgld": 1, "robbins_monro": 1}   # numba threads (None: all)
 
 
 def chain_threads(chain: str) -> int:

@@ -5,14 +5,15 @@ r = rank(A) ≤ min(B, active pixels) inputs (the model takes that bound), plus 
 growing as 784·B², and the basis products and lift, 784·r·H₁). The per-sample updates run it
 on the full net. Both run the *same* kernels, so one model prices both:
 
-    seconds ≈ E·(λ + α·normals + β·MACs)  [+ γ + γ_qr·(in·B² + B³) + δ·in·H₁·(r + 1)   reduced only]
+    seconds ≈ E·(λ + α·normals + β·MACs + β'·dense MACs)  [+ γ + γ_qr·(in·B² + B³) + δ·in·H₁·(r + 1)   reduced]
 
 per algorithm (IS, SGLD, HR; γ_qr and δ are timed directly, the rest fitted), with E the number of loss evaluations per update (IS: J;
 SGLD: J − 1 gradients; HR: J·M gradients), ``normals`` the noise drawn per evaluation (the
 problem's parameter count; HR on the full problem: only the W₁ rows of active pixels and
 the later layers) and ``MACs`` the multiply–adds of one forward pass (first layer: the
 minibatch's nonzeros × H₁ on the full problem, the triangle Σ_b min(b + 1, r) × H₁ on the
-reduced one; later layers B·fan_in·fan_out). The constants are fitted (non-negative least
+reduced one, priced apart (β': the kernels read it as dense rows, the full problem's by CSR);
+later layers B·fan_in·fan_out). The constants are fitted (non-negative least
 squares on relative error) to the batch sweep ``kltrain bench --sweep-batch`` committed in
 ``validation/data/bench-batch-sweep.json``; ``validation/data/cost-model.json`` holds them
 with the fit's provenance, and ``tests/test_cost.py`` checks that the two agree and that the
@@ -28,18 +29,26 @@ Backends without constants of their own (numpy, Dask) use the CPU's.
 from __future__ import annotations
 
 ALGORITHMS = ("IS", "SGLD", "HR")
-TERMS = ("per_eval", "per_normal", "per_mac", "fixed", "per_qr", "per_lift")
+TERMS = ("per_eval", "per_normal", "per_mac", "per_dense_mac", "fixed", "per_qr", "per_lift")
 
 # Fitted by kltrain.bench.costfit.fit_cost_model to validation/data/bench-batch-sweep.json (cpu) and
 # derived from validation/data/gpu-h200.json run 4 (cuda); validation/data/cost-model.json holds the same.
 CONSTANTS: dict[str, dict[str, dict[str, float]]] = {
     "cpu": {
-        "IS": {"per_eval": 0.0, "per_normal": 4.0e-10, "per_mac": 1.0e-10, "fixed": 1.0e-3, "per_qr": 2.0e-9,
-               "per_lift": 1.0e-10},
-        "SGLD": {"per_eval": 0.0, "per_normal": 4.0e-10, "per_mac": 3.0e-10, "fixed": 1.0e-3, "per_qr": 2.0e-9,
-                 "per_lift": 1.0e-10},
-        "HR": {"per_eval": 0.0, "per_normal": 4.0e-10, "per_mac": 3.0e-10, "fixed": 1.0e-3, "per_qr": 2.0e-9,
-               "per_lift": 1.0e-10},
+        "IS": {"per_eval": 0.0, "per_normal": 9.83e-10, "per_mac": 3.6e-11, "per_dense_mac": 2.26e-11,
+               "fixed": 0.000111, "per_qr": 8.96e-10, "per_lift": 8.39e-11},
+        "SGLD": {"per_eval": 0.0, "per_normal": 1.73e-09, "per_mac": 1.36e-10, "per_dense_mac": 1.42e-10,
+                 "fixed": 0.0224, "per_qr": 8.96e-10, "per_lift": 8.39e-11},
+        "HR": {"per_eval": 0.0, "per_normal": 4.54e-09, "per_mac": 1.18e-10, "per_dense_mac": 1.18e-10,
+               "fixed": 0.00454, "per_qr": 8.96e-10, "per_lift": 8.39e-11},
+    },
+    "cuda": {
+        "IS": {"per_eval": 6.55e-08, "per_normal": 2.84e-11, "per_mac": 0.0, "per_dense_mac": 0.0,
+               "fixed": 0.00563, "per_qr": 0.0, "per_lift": 0.0},
+        "SGLD": {"per_eval": 8.14e-05, "per_normal": 5.43e-09, "per_mac": 0.0, "per_dense_mac": 0.0,
+                 "fixed": 0.0022, "per_qr": 0.0, "per_lift": 0.0},
+        "HR": {"per_eval": 2.42e-06, "per_normal": 5.93e-10, "per_mac": 0.0, "per_dense_mac": 0.0,
+               "fixed": 0.0022, "per_qr": 0.0, "per_lift": 0.0},
     },
 }
 
@@ -74,8 +83,10 @@ def features(algorithm: str, problem: str, sizes, batch: int, nnz: int, active: 
     else:
         normals = r * h1 + tail
         first = (r * (r + 1) // 2 + (B - r) * r) * h1      # Rᵀ is lower-trapezoidal: row b has min(b + 1, r) entries
+    sparse_first, dense_first = (first, 0) if problem == "full" else (0, first)
     out = {"per_eval": float(evals), "per_normal": float(evals) * normals,
-           "per_mac": float(evals) * (first + B * later), "fixed": 0.0, "per_qr": 0.0, "per_lift": 0.0}
+           "per_mac": float(evals) * (sparse_first + B * later), "per_dense_mac": float(evals) * dense_first,
+           "fixed": 0.0, "per_qr": 0.0, "per_lift": 0.0}
     if problem == "reduced":
         out.update(fixed=1.0, per_qr=float(n_in) * B * B + float(B) ** 3, per_lift=float(n_in) * h1 * (r + 1))
     return out
