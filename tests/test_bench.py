@@ -18,7 +18,7 @@ def test_bench_cli_writes_records(tmp_path, capsys):
                  "--repeat", "1", "--json", str(path)]) == 0
     out = json.loads(path.read_text())
     assert set(out) >= {"records", "machine", "loadavg_before", "settle_seconds"}
-    assert len(out["machine"]["loadavg"]) == 3 and out["machine"]["cpus"] >= 1
+    assert len(out["machine"]["loadavg"]) == 3 and len(out["loadavg_before"]) == 3 and out["machine"]["cpus"] >= 1
     records = out["records"]
     assert {r["algorithm"]: r["problem"] for r in records} == ROWS      # every record names its problem
     for r in records:

@@ -33,11 +33,13 @@ def _bench(args) -> int:
         if args.sweep_batch:
             extra["batch_sweep"] = _batch_sweep(args, lines)
 
+    import os
+    load = os.getloadavg()
     records = run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
                         m=args.m, reference=not args.no_reference, peer=args.peer, after_ours=after_ours)
     print("\n".join(lines))
     if args.json:
-        write_json(records, args.json, extra)
+        write_json(records, args.json, extra, load_before=load)
         print(f"wrote {args.json}")
     return 0
 

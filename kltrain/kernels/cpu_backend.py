@@ -7,9 +7,9 @@ update of ~50 µs per step; Robbins–Monro: its M draws split per iteration). T
 numba thread (``CHAIN_THREADS``), the choice ``kltrain bench --threads`` supports on this
 shared 2-core host (``validation/data/bench-like-for-like.json``): one thread ÷ two was 1.02
 and 0.97 for SGLD (reduced, per-sample) and 1.56 and 1.55 for Robbins–Monro at load ≈ 3.7,
-but 0.93, 0.09, 0.29, 0.43 at load ≈ 10 ("threads_heavy_load"), and Robbins–Monro on two
-threads re-timed minutes later at load ≈ 2.7 took 0.17–0.32 s instead of 0.039 s at B = 20
-("hr_two_threads"): a barrier waits for whichever thread another process has descheduled. The
+but 0.93, 0.09, 0.29, 0.43 at load ≈ 10 ("threads_heavy_load"), and reduced Robbins–Monro on
+two threads, re-timed minutes later at load ≈ 2.7, took 0.17 and 0.32 s at B = 20 where one
+thread had taken 0.071 and 0.039 s ("hr_two_threads"): a barrier waits for whichever thread another process has descheduled. The
 bits do not depend on it (tests/test_thread_count.py).
 """
 
