@@ -102,23 +102,7 @@ def test_jax_kernels_run_every_bench_case_on_both_problems():
         assert np.all(np.isfinite(first.sum_w_eps if hasattr(first, "sum_w_eps") else first))
 
 
-def test_bench_cli_prints_a_peer_row_beside_each_of_ours(tmp_path, capsys):
-    pytest.importorskip("jax")
-    from kltrain.cli.main import main
-    path = tmp_path / "bench.json"
-    assert main(["bench", "--nets", "small", "--backend", "cpu", "--samples", "6", "--m", "2", "--repeat", "2",
-                 "--no-reference", "--peer", "jax", "--json", str(path)]) == 0
-    records = json.loads(path.read_text())["records"]
-    assert {(r["algorithm"], r["problem"]) for r in records} == {
-        ("SGD", "full"), ("IS", "reduced"), ("IS per-sample", "full"), ("SGLD", "reduced"),
-        ("SGLD per-sample", "full"), ("HR", "reduced"), ("HR per-sample", "full")}
-    for r in records:
-        assert r["peer"] == "jax" and r["peer_seconds_per_update"] > 0 and r["peer_ratio"] > 0 and r["repeats"] == 2
-    out = capsys.readouterr().out
-    assert "jax/ours" in out and out.count(" reduced ") == 3
-
-
-def test_batch_sweep_names_batch_net_and_problem_of_every_record(tmp_path, capsys):
+def test_bench_cli_prints_a_peer_row_beside_each_of_ours_and_sweeps_the_batch(tmp_path, capsys):
     pytest.importorskip("jax")
     from kltrain.cli.main import main
     path = tmp_path / "bench.json"
@@ -126,6 +110,11 @@ def test_batch_sweep_names_batch_net_and_problem_of_every_record(tmp_path, capsy
                  "--no-reference", "--peer", "jax", "--sweep-batch", "--batches", "3,5", "--sweep-nets", "small",
                  "--threads", "--json", str(path)]) == 0
     out = json.loads(path.read_text())
+    assert {(r["algorithm"], r["problem"]) for r in out["records"]} == {
+        ("SGD", "full"), ("IS", "reduced"), ("IS per-sample", "full"), ("SGLD", "reduced"),
+        ("SGLD per-sample", "full"), ("HR", "reduced"), ("HR per-sample", "full")}
+    for r in out["records"]:   # the peer's row beside each of ours: same problem, same run
+        assert r["peer"] == "jax" and r["peer_seconds_per_update"] > 0 and r["peer_ratio"] > 0 and r["repeats"] == 1
     sweep = out["batch_sweep"]
     assert {(r["batch"], r["algorithm"], r["problem"]) for r in sweep["records"]} == {
         (B, a, p) for B in (3, 5) for a, p in [("SGD", "full"), ("IS", "reduced"), ("IS per-sample", "full"),
@@ -138,7 +127,9 @@ def test_batch_sweep_names_batch_net_and_problem_of_every_record(tmp_path, capsy
         ("IS", "reduced"), ("IS per-sample", "full"), ("SGLD", "reduced"), ("SGLD per-sample", "full"),
         ("HR", "reduced"), ("HR per-sample", "full")}
     assert all(r["one_thread_seconds"] > 0 and r["all_threads_seconds"] > 0 for r in threads)
-    assert "sweep took" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "sweep took" in printed and "jax/ours" in printed
+    assert printed.splitlines()[1].split()[:2] == ["SGD", "full"]   # the table starts with our rows
 
 
 def test_cli_peer_without_jax_is_a_user_error(monkeypatch, capsys):
