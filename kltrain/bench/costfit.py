@@ -55,22 +55,15 @@ FITTED = ("per_eval", "per_normal", "per_mac", "per_dense_mac", "fixed")   # per
 def measure_fixed_costs(batches=(20, 100, 300, 500), nets=((784, 200, 10), (784, 1000, 10)), repeat=7) -> list[dict]:
     """Medians of the reduced update's fixed parts on MNIST rows: the SVD/QR (``reduce_minibatch``) and the
     basis products with the lift (``basis_coordinates`` + ``lift_with_noise``), one BLAS thread."""
-    import time
-
     from .._blas import single_blas_thread
     from ..kernels.layout import Minibatch
     from ..nets.data import load_mnist
     from ..nets.mlp import MLP
     from ..nets.projected import basis_coordinates, lift_with_noise, reduce_minibatch
+    from .timing import median_time
 
     def median(fn):
-        fn()
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times))
+        return median_time(fn, repeat)
 
     X, y, _, _ = load_mnist(quiet=True)
     out = []

@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from .._blas import single_blas_thread
-from .timing import best_time as _best
+from .timing import best_time as _best, median_time
 from ..estimators.importance import posterior_mean_from_partial
 from ..kernels.counter import fill_normals, sample_key
 from ..noise import stream_key
@@ -238,8 +238,7 @@ def _gradient_row(problem, mb, p, repeat, cpu_backend, cpu_mlp) -> dict:
     W1, first = p[w0:b0].reshape(n_in, H), np.empty((mb.batch_size, H), np.float32)
 
     def median(fn):
-        fn()
-        return float(np.median([_timed(fn) for _ in range(repeat)]))
+        return median_time(fn, repeat)
     row = {"problem": problem, "batch": mb.batch_size, "sizes": list(net.sizes), "nnz": int(mb.idx.size),
            "ours_gradient": median(lambda: cpu_backend.loss_and_grad(mb, p)),
            "ours_first_layer": median(lambda: cpu_mlp.sparse_affine(p, w0, b0, H, mb.indptr, mb.idx, mb.val, first)),
@@ -248,13 +247,6 @@ def _gradient_row(problem, mb, p, repeat, cpu_backend, cpu_mlp) -> dict:
     row["ours_first_layer_gflops"] = 2e-9 * mb.idx.size * H / row["ours_first_layer"]
     row["gemm_first_layer_gflops"] = 2e-9 * mb.batch_size * n_in * H / row["gemm_first_layer"]
     return row
-
-
-def _timed(fn) -> float:
-    import time
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def gradient_table(rows) -> list[str]:

@@ -110,6 +110,12 @@ def best_time(fn, repeat: int) -> float:
     return min(times)
 
 
+def median_time(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls after one warm-up call."""
+    fn()
+    return float(np.median([_timed(fn, 0.0) for _ in range(repeat)]))
+
+
 def _timed(fn, settle: float) -> float:
     if settle:
         time.sleep(settle)
