@@ -187,5 +187,5 @@ class ImportanceSampling:
             return mean, state, info._replace(projected=True) if isinstance(info, ISInfo) else info
         part, log_w = self.partial(loss, x, tau, seed)
         info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w),
-                      log_w if self.keep_log_weights else None, seed, False)
+                      log_w if self.keep_log_weights else None, seed, projected=False)
         return posterior_mean_from_partial(part, x, tau), state, info

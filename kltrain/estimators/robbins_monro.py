@@ -110,7 +110,7 @@ class RobbinsMonro:
         use = choose_projected(loss, self.projected, "HR", self.n_samples, self.n_iter)
         rm = fast_path(loss, "robbins_monro", use) or partial(robbins_monro, loss)
         x, residual = rm(x_k, tau, seed, self.steps(), self.n_samples)
-        return x, state, RMInfo(residual, self.n_iter, seed, use)
+        return x, state, RMInfo(residual, self.n_iter, seed, projected=use)
 
     def _fresh(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray,
                tau: float) -> tuple[np.ndarray, None, RMInfo]:

@@ -137,4 +137,4 @@ class SGLD:
         chain_fn = fast_path(loss, "sgld_chain", use) or partial(sgld_chain, loss)
         mean, chain, grad_norm = chain_fn(x, tau, seed, self.start(state, x), self.eps(), self.noise_scale,
                                           rng if self.fresh_minibatch else None)
-        return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed, use)
+        return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed, projected=use)
