@@ -130,4 +130,4 @@ class RobbinsMonro:
             residual = float(np.linalg.norm(h))
             first = residual if first is None else first
             check_stable(first, residual, j, tau)
-        return x, state, RMInfo(residual, self.n_iter, seed)
+        return x, state, RMInfo(residual, self.n_iter, seed, projected=term is not None)   # heat_gradient_term: reduced
