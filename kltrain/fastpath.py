@@ -9,7 +9,10 @@ as the reference. All methods take ``(x, tau, seed, ...)``: the anchor point, τ
 update's noise seed (:mod:`kltrain.noise`), then the algorithm's own arguments.
 
 ``projected=True`` on an estimator (``ImportanceSampling``, ``SGLD``, ``RobbinsMonro``)
-means: use the loss's ``projected_*`` fast path. For an MLP on a minibatch A (B×784), the
+means: use the loss's ``projected_*`` fast path; ``False``: the per-sample path; ``None`` (the
+default): ask the loss's cost model (``projected_pays``, :func:`choose_projected`) which is
+cheaper — a loss without one takes the per-sample path. The estimators' ``info`` says which
+path ran (``projected``). For an MLP on a minibatch A (B×784), the
 network sees its first layer W₁ only through A·W₁, so the algorithm runs in the B-dimensional
 row space of A and the orthogonal complement is drawn exactly from its known Gaussian law
 (:mod:`kltrain.nets.projected`): the same distribution as the per-sample algorithm, ~10–40× less
@@ -85,10 +88,24 @@ class FastPaths(Protocol):
         """Algorithm 5 in reduced coordinates."""
         ...
 
+    def projected_pays(self, algorithm: str, n_samples: int, n_iter: int = 1) -> bool:
+        """Whether the reduced (``projected_*``) path is cheaper than the per-sample one for ``algorithm``
+        ("IS", "SGLD", "HR") with J = ``n_samples`` (HR: M = ``n_samples`` draws, ``n_iter`` iterations)."""
+        ...
+
     def heat_gradient_term(self, x: np.ndarray, tau: float, seed: int, n_samples: int) -> np.ndarray:
         """τ·(1/M) Σ_m ∇f(z_m), z_m ~ φ_{x,τ}: one Algorithm 5 iteration's noisy term, for
         ``RobbinsMonro(fresh_minibatch=True)``, which calls it on a new minibatch per iteration."""
         ...
+
+
+def choose_projected(loss: Any, projected: bool | None, algorithm: str, n_samples: int, n_iter: int = 1) -> bool:
+    """An estimator's ``projected`` setting resolved: True/False as given; None: the loss's ``projected_pays``
+    (its cost model), or False for a loss without one (the per-sample path is the reference)."""
+    if projected is not None:
+        return bool(projected)
+    pays = getattr(loss, "projected_pays", None)
+    return bool(pays(algorithm, n_samples, n_iter)) if callable(pays) else False
 
 
 @overload

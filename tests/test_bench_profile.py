@@ -52,7 +52,12 @@ def test_bench_cli_profile_json(tmp_path, capsys):
     assert main(["bench", "--nets", "small", "--backend", "cpu", "--samples", "10", "--m", "2", "--repeat", "1",
                  "--no-reference", "--profile", "--json", str(path)]) == 0
     out = json.loads(path.read_text())
-    assert set(out) == {"records", "profile"} and len(out["records"]) == 7
+    assert set(out) == {"status", "records", "machine", "settle_seconds", "loadavg_before", "profile", "gradient"}
+    assert len(out["records"]) == 7
+    for net, rows in out["gradient"].items():   # our gradient beside BLAS GEMMs, both problems, every B
+        assert {(r["problem"], r["batch"]) for r in rows} == {(p, B) for p in ("full", "reduced")
+                                                              for B in (20, 100, 300, 500)}
+        assert all(r["ours_gradient"] > 0 and r["gemm_first_layer_gflops"] > 0 for r in rows)
     assert [p["part"] for p in out["profile"]["parts"]] == PARTS
     assert out["profile"]["normals_per_second"] > 0 and out["profile"]["samples"] == 10
     assert "floor" in capsys.readouterr().out

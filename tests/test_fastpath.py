@@ -75,7 +75,8 @@ def test_unknown_fast_path_names_are_refused():
         fast_path(QUAD, "sgld_chains")
 
 
-@pytest.mark.parametrize("make", [lambda: ImportanceSampling(30), lambda: SGLD(20), lambda: RobbinsMonro(4, 3)])
+@pytest.mark.parametrize("make", [lambda: ImportanceSampling(30, projected=False), lambda: SGLD(20, projected=False),
+                                  lambda: RobbinsMonro(4, 3, projected=False)])
 def test_mlp_fast_paths_equal_the_references_on_a_plain_loss(make):
     """MinibatchLoss (numpy backend) vs the same minibatch hidden behind the bare loss protocol."""
     rng = np.random.default_rng(0)

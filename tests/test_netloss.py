@@ -18,8 +18,9 @@ def _losses():
     return MinibatchLoss(NET, X, y, backend="cpu"), MinibatchLoss(NET, X, y, backend="numpy")
 
 
-@pytest.mark.parametrize("estimator", [ImportanceSampling(30), ImportanceSampling(30, antithetic=True),
-                                       SGLD(15)])
+@pytest.mark.parametrize("estimator", [ImportanceSampling(30, projected=False),
+                                       ImportanceSampling(30, antithetic=True, projected=False),
+                                       SGLD(15, projected=False)])
 def test_backends_agree_through_the_public_api(estimator):
     fast, slow = _losses()
     x = NET.init(0)
@@ -31,8 +32,8 @@ def test_backends_agree_through_the_public_api(estimator):
 def test_robbins_monro_backends_agree():
     fast, slow = _losses()
     x = NET.init(0)
-    a = kltrain.minimize_heat(fast, x, 0.05, 2, estimator=RobbinsMonro(3, 4), rng=1)
-    b = kltrain.minimize_heat(slow, x, 0.05, 2, estimator=RobbinsMonro(3, 4), rng=1)
+    a = kltrain.minimize_heat(fast, x, 0.05, 2, estimator=RobbinsMonro(3, 4, projected=False), rng=1)
+    b = kltrain.minimize_heat(slow, x, 0.05, 2, estimator=RobbinsMonro(3, 4, projected=False), rng=1)
     np.testing.assert_allclose(a, b, atol=2e-5)
 
 

@@ -18,6 +18,8 @@ from kltrain.kernels.layout import Minibatch
 from kltrain.nets import MLP
 from kltrain.nets.projected import projected_importance_update, projected_robbins_monro
 from kltrain.studies.training import TrainConfig, load_data, train
+import kltrain.kernels.cpu_backend as cpu_backend
+cpu_backend.CHAIN_THREADS.update(sgld=None, robbins_monro=None)   # every chain on every numba thread: same bits
 seed = int(sys.argv[1])
 X, y, _, _ = load_mnist(quiet=True)
 net, cpu = MLP.small(), get_backend("cpu")

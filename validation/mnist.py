@@ -99,10 +99,10 @@ def table_6_2_section(report, nets=("hidden",), quick=False) -> None:
                         json_path=report.out / "mnist" / "table-6.2" / "bench.json")
     report.add_section(
         "Table 6.2: seconds per parameter update",
-        "Best of repeated runs after warm-up, beside the paper's Table 6.2 (TensorFlow, 784–200–10) and a "
-        "straightforward NumPy implementation timed in the same run. IS, SGLD and HR use the "
-        "exact-in-distribution reduced updates (`kltrain.nets.projected`); the per-sample rows draw every "
-        "noise vector in full.\n\n" + markdown_table(records))
+        "Median of repeated runs after warm-up, beside the paper's Table 6.2 (TensorFlow, 784–200–10) and a "
+        "straightforward NumPy implementation timed in the same run. IS, SGLD and HR (problem `reduced`) use "
+        "the exact-in-distribution reduced updates (`kltrain.nets.projected`); the per-sample rows (problem "
+        "`full`) draw every noise vector in full.\n\n" + markdown_table(records))
 
 
 def figure_sections(report, quick=False, progress=False) -> None:

@@ -1,20 +1,36 @@
-"""JAX-on-CPU peers of the bench updates, timed in the same run as ours (``kltrain bench --peer jax``).
+"""A JAX-on-CPU peer of our kernels, timed beside them in the same run (``kltrain bench --peer jax``).
 
-Each peer is what a researcher would write in JAX: the MLP loss of
-:class:`kltrain.nets.mlp.MLP` on the same flat parameter vector, ``jax.jit``,
-``jax.vmap`` over the J perturbed parameter vectors, noise from ``jax.random``.
-The timed quantity is the wall time of one jitted update, blocked until ready
-(best of ``repeat`` after a warm-up call that compiles it). JAX is optional
-(``pip install kltrain[peers]``); :func:`jax_available` says whether it imports.
+:class:`JaxKernels` offers the kernel interface the updates call (``loss_and_grad``,
+``importance_partial``, ``sgld_chain``, ``robbins_monro``, ``normals``; see
+:mod:`kltrain.kernels`), written as a researcher would write it in JAX: the MLP
+loss of :class:`kltrain.nets.mlp.MLP` on the same flat parameter vector,
+``jax.jit``, ``jax.vmap`` over perturbed parameter vectors, ``jax.lax.scan``
+over chain steps, noise from ``jax.random``. Because it is a backend, the bench
+runs the *same* update code on it as on ours:
+
+- per-sample rows: the kernel on the full minibatch (every noise vector in full);
+- reduced rows: :mod:`kltrain.nets.projected`'s update with ``JaxKernels`` as its
+  backend — the same SVD/QR, reduced minibatch, basis products and lift in NumPy,
+  only the inner algorithm (and the orthogonal draw) in JAX.
+
+So a ratio of two rows of one problem compares implementations, never the reduced
+algorithm with the per-sample one. IS runs as a scan over blocks of samples with a
+running log-sum-exp (bounded memory: no J×d matrix for the wide net); its block of
+``jax_block`` samples is vmapped.
+
+JAX is optional (``pip install kltrain[peers]``); :func:`jax_available` says whether it imports.
 """
 
 from __future__ import annotations
 
-import time
+from functools import lru_cache
 
 import numpy as np
 
+from ..fastpath import ISPartial
+
 PEER_ALGORITHMS = ("SGD", "IS", "SGLD", "HR")
+BLOCK_FLOATS = 1 << 24   # IS: samples per vmapped block so that a block's noise holds at most this many floats
 
 
 def jax_available() -> bool:
@@ -45,68 +61,130 @@ def _loss_fn(net):
     return loss
 
 
-def jax_updates(net, X, y, tau, lr, samples, eps, steps, m):
-    """Jitted JAX updates {algorithm: fn(params, key)} for the paper's four algorithms."""
+@lru_cache(maxsize=64)
+def _jitted(sizes: tuple, kind: str, n: int, m: int = 0):
+    """The jitted JAX function of ``kind`` for an MLP of ``sizes`` (n: samples/steps; m: HR draws)."""
     import jax
     import jax.numpy as jnp
 
-    X, y = jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.int32)
+    from ..nets.mlp import MLP
+
+    net = MLP(sizes)
     loss = _loss_fn(net)
     grad = jax.grad(loss)
-    batch_loss = jax.vmap(loss, in_axes=(0, None, None))
-    batch_grad = jax.vmap(grad, in_axes=(0, None, None))
-    s = float(np.sqrt(tau))
-    eps_j, steps_j = jnp.asarray(eps, jnp.float32), jnp.asarray(steps, jnp.float32)
+    d = net.n_params
 
-    def sgd(p, key):
-        return p - lr * grad(p, X, y)
+    if kind == "loss_and_grad":
+        return jax.jit(jax.value_and_grad(loss))
 
-    def importance(p, key):
-        noise = jax.random.normal(key, (samples, p.size), jnp.float32)
-        w = jax.nn.softmax(-batch_loss(p + s * noise, X, y))
-        return p + s * (w @ noise)
+    if kind == "importance":
+        block = max(1, min(n, BLOCK_FLOATS // d))
+        n_blocks = -(-n // block)
+        batch_loss = jax.vmap(loss, in_axes=(0, None, None))
 
-    def sgld(p, key):
-        def step(carry, inp):
-            chain, total = carry
-            e, e_next, k = inp
-            g = grad(chain, X, y) - (p - chain) / tau
-            chain = chain - 0.5 * e * g + jnp.sqrt(e) * jax.random.normal(k, p.shape, jnp.float32)
-            return (chain, total + e_next * chain), None
-        keys = jax.random.split(key, samples - 1)
-        (chain, total), _ = jax.lax.scan(step, (p, eps_j[0] * p), (eps_j[:-1], eps_j[1:], keys))
-        return total / jnp.sum(eps_j)
+        def importance(p, X, y, s, key):
+            def body(carry, b):
+                m_, sw, sw2, acc = carry
+                noise = jax.random.normal(jax.random.fold_in(key, b), (block, d), jnp.float32)
+                lw = -batch_loss(p + s * noise, X, y)
+                lw = jnp.where(b * block + jnp.arange(block) < n, lw, -jnp.inf)   # the last block's padding
+                new = jnp.maximum(m_, jnp.max(lw))
+                a, w = jnp.exp(m_ - new), jnp.exp(lw - new)
+                return (new, a * sw + jnp.sum(w), a * a * sw2 + jnp.sum(w * w), a * acc + w @ noise), lw
+            init = (jnp.float32(-jnp.inf), jnp.float32(0), jnp.float32(0), jnp.zeros(d, jnp.float32))
+            (m_, sw, sw2, acc), lws = jax.lax.scan(body, init, jnp.arange(n_blocks))
+            return m_, sw, sw2, acc, lws.reshape(-1)[:n]
+        return jax.jit(importance)
 
-    def robbins_monro(p, key):
-        def step(x, inp):
-            a, k = inp
-            z = x + s * jax.random.normal(k, (m, p.size), jnp.float32)
-            return x - a * (x - p + tau * jnp.mean(batch_grad(z, X, y), axis=0)), None
-        x, _ = jax.lax.scan(step, p, (steps_j, jax.random.split(key, steps_j.size)))
-        return x
+    if kind == "sgld":
+        def sgld(x, chain, X, y, tau, eps, scale, key):
+            def step(carry, inp):
+                c, total, _ = carry
+                e, e_next, k = inp
+                g = grad(c, X, y)
+                c = c - 0.5 * e * (g - (x - c) / tau) + scale * jnp.sqrt(e) * jax.random.normal(k, c.shape, c.dtype)
+                return (c, total + e_next * c, g), None
+            keys = jax.random.split(key, n - 1)
+            (c, total, g), _ = jax.lax.scan(step, (chain, eps[0] * chain, jnp.zeros_like(chain)),
+                                            (eps[:-1], eps[1:], keys))
+            return total / jnp.sum(eps), c, jnp.sqrt(jnp.sum(g * g))
+        return jax.jit(sgld)
 
-    return {"SGD": jax.jit(sgd), "IS": jax.jit(importance), "SGLD": jax.jit(sgld), "HR": jax.jit(robbins_monro)}
+    if kind == "robbins_monro":
+        batch_grad = jax.vmap(grad, in_axes=(0, None, None))
+
+        def robbins_monro(x_k, X, y, tau, steps, scale, key):
+            def step(carry, inp):
+                x, _ = carry
+                a, k = inp
+                z = x + jnp.sqrt(tau) * jax.random.normal(k, (m, d), jnp.float32)
+                h = x - x_k + scale * tau * jnp.mean(batch_grad(z, X, y), axis=0)    # eq. (5.3)
+                return (x - a * h, jnp.sqrt(jnp.sum(h * h))), None
+            (x, res), _ = jax.lax.scan(step, (x_k, jnp.float32(0)), (steps, jax.random.split(key, n)))
+            return x, res
+        return jax.jit(robbins_monro)
+
+    raise ValueError(f"unknown kind {kind!r}")
 
 
-def time_jax(fn, params, repeat: int, seed: int = 0) -> float:
-    """Best wall time of ``repeat`` blocked calls of a jitted update, after one compiling call."""
+@lru_cache(maxsize=16)
+def _normals_fn(n: int):
     import jax
-
-    p, key = jax.numpy.asarray(params, jax.numpy.float32), jax.random.key(seed)
-    fn(p, key).block_until_ready()
-    times = []
-    for i in range(repeat):
-        k = jax.random.fold_in(key, i + 1)
-        t = time.perf_counter()
-        fn(p, k).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    import jax.numpy as jnp
+    return jax.jit(lambda key: jax.random.normal(key, (n,), jnp.float32))
 
 
-def time_jax_peers(net, X, y, params, tau, lr, samples, eps, steps, m, repeat) -> dict[str, float]:
-    """Seconds per update of each JAX peer (SGD, IS, SGLD, HR) on this net and minibatch."""
-    fns = jax_updates(net, X, y, tau, lr, samples, eps, steps, m)
-    return {name: time_jax(fn, params, repeat) for name, fn in fns.items()}
+def _key(seed: int, salt: int = 0):
+    import jax
+    return jax.random.fold_in(jax.random.key(int(seed) % 2 ** 32), salt)
 
 
-__all__ = ["PEER_ALGORITHMS", "jax_available", "jax_updates", "time_jax", "time_jax_peers"]
+class JaxKernels:
+    """The kernel interface of :mod:`kltrain.kernels` in JAX (jit + vmap; ``jax.random`` noise).
+
+    Results follow the same algorithms and laws as ours but not the same samples (the noise is
+    ``jax.random``'s). Every call blocks until its result is on the host, as ours does.
+    """
+
+    name = "jax"
+
+    @staticmethod
+    def _data(mb):
+        import jax.numpy as jnp
+        return jnp.asarray(mb.X, jnp.float32), jnp.asarray(mb.y, jnp.int32)
+
+    def loss_and_grad(self, mb, params):
+        X, y = self._data(mb)
+        loss, g = _jitted(mb.net.sizes, "loss_and_grad", 0)(np.asarray(params, np.float32), X, y)
+        return float(loss), np.asarray(g)
+
+    def importance_partial(self, mb, params, tau, seed, start, stop, antithetic):
+        if antithetic:
+            raise ValueError("the JAX peer has no antithetic importance sampling")
+        X, y = self._data(mb)
+        n = stop - start
+        m_, sw, sw2, acc, lw = _jitted(mb.net.sizes, "importance", n)(
+            np.asarray(params, np.float32), X, y, np.float32(np.sqrt(tau)), _key(seed, start))
+        return ISPartial(float(m_), float(sw), float(sw2), np.asarray(acc, np.float64), n), np.asarray(lw, np.float64)
+
+    def sgld_chain(self, mb, x, chain, tau, eps, seed, noise_scale=1.0):
+        X, y = self._data(mb)
+        eps = np.asarray(eps, np.float32)
+        mean, end, g = _jitted(mb.net.sizes, "sgld", eps.size)(
+            np.asarray(x, np.float32), np.asarray(chain, np.float32), X, y, np.float32(tau), eps,
+            np.float32(noise_scale), _key(seed))
+        return np.asarray(mean), np.asarray(end), float(g)
+
+    def robbins_monro(self, mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
+        X, y = self._data(mb)
+        steps = np.asarray(steps, np.float32)
+        x, res = _jitted(mb.net.sizes, "robbins_monro", steps.size, n_samples)(
+            np.asarray(x_k, np.float32), X, y, np.float32(tau), steps, np.float32(grad_scale), _key(seed))
+        return np.asarray(x), float(res)
+
+    def normals(self, seed, samples, n_coords):
+        fn = _normals_fn(int(n_coords))
+        return np.stack([np.asarray(fn(_key(seed, int(j) % 2 ** 32))) for j in samples])
+
+
+__all__ = ["PEER_ALGORITHMS", "JaxKernels", "jax_available"]

@@ -21,7 +21,7 @@ import numba as nb
 import numpy as np
 
 from .._blas import single_blas_thread
-from .timing import best_time as _best
+from .timing import best_time as _best, median_time
 from ..estimators.importance import posterior_mean_from_partial
 from ..kernels.counter import fill_normals, sample_key
 from ..noise import stream_key
@@ -165,13 +165,14 @@ def profile_json(parts, normal_rate, flop_rate) -> dict:
             "parts": [dict(asdict(p), over_floor=p.over_floor) for p in parts]}
 
 
-__all__ = ["PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "matmul_flops_per_second",
+__all__ = ["GRADIENT_BATCHES", "PROFILE_HEADER", "SWEEP_SAMPLES", "ProfilePart", "format_part", "gradient_table",
+           "matmul_flops_per_second", "profile_gradient",
            "normals_per_second", "profile_json", "profile_reduced_is", "run_profile_and_sweep", "sweep_reduced_is"]
 
 
 def run_profile_and_sweep(backend_name, samples=1000, repeat=3, profile=True, sweep=True, printer=print) -> dict:
     """Profile and/or sweep the reduced IS update of 784–200–10 on an MNIST minibatch; return the JSON part."""
-    from .timing import BATCH, TAU
+    from .timing import BATCH, NETS, TAU
     from ..nets.data import load_mnist
     from ..kernels import get_backend
     from ..kernels.layout import Minibatch
@@ -191,9 +192,72 @@ def run_profile_and_sweep(backend_name, samples=1000, repeat=3, profile=True, sw
         for p in parts:
             printer(format_part(p))
         out["profile"] = dict(profile_json(parts, *rates), samples=samples)
+        out["gradient"] = {name: profile_gradient(NETS[name](), repeat=max(repeat, 5)) for name in ("hidden", "wide")}
+        for name, rows in out["gradient"].items():
+            printer(f"\n{name} ({'-'.join(map(str, NETS[name]().sizes))})")
+            for line in gradient_table(rows):
+                printer(line)
     if sweep:
         out["sweep"] = sweep_reduced_is(backend, mb, params, TAU, repeat=repeat)
         printer("\nreduced IS, 784-200-10: seconds per update against J")
         for row in out["sweep"]:
             printer(f"J = {row['samples']:>7}  {row['seconds_per_update']:.4g} s")
     return out
+
+
+GRADIENT_BATCHES = (20, 100, 300, 500)
+
+
+def profile_gradient(net, batches=GRADIENT_BATCHES, repeat=5) -> list[dict]:
+    """What bounds our gradient (the SGLD/HR inner step) as B grows: our kernel against BLAS GEMMs.
+
+    For each B (MNIST rows) and problem (``full``: the minibatch; ``reduced``: its r-input
+    problem, whose first layer is the dense lower-trapezoidal Rᵀ): our ``loss_and_grad``
+    (first layer by CSR loops over the nonzeros, later layers hand-written), its first-layer
+    forward alone (``sparse_affine``: nnz·H₁ multiply–adds), the same product as a dense float32
+    GEMM X·W₁ (B·inputs·H₁ multiply–adds), and NumPy's whole dense gradient
+    (:meth:`MLP.loss_and_grad`, GEMMs) — the last two on one BLAS thread. Medians of ``repeat``
+    calls; GFLOP/s = 2·multiply–adds/s.
+    """
+    from ..kernels import cpu_backend, cpu_mlp
+    from ..kernels.layout import Minibatch
+    from ..nets.data import load_mnist
+
+    X_all, y_all, _, _ = load_mnist(quiet=True)
+    p_full = net.init(0)
+    out = []
+    with single_blas_thread():
+        for B in batches:
+            full = Minibatch.build(net, X_all[:B], y_all[:B])
+            red = reduce_minibatch(full)
+            for problem, mb, p in (("full", full, p_full), ("reduced", red.minibatch, red.reduce(p_full))):
+                out.append(_gradient_row(problem, mb, p, repeat, cpu_backend, cpu_mlp))
+    return out
+
+
+def _gradient_row(problem, mb, p, repeat, cpu_backend, cpu_mlp) -> dict:
+    net, X, y = mb.net, mb.X, mb.y
+    w0, b0, n_in, H = net.layer_offsets[0]
+    W1, first = p[w0:b0].reshape(n_in, H), np.empty((mb.batch_size, H), np.float32)
+
+    def median(fn):
+        return median_time(fn, repeat)
+    row = {"problem": problem, "batch": mb.batch_size, "sizes": list(net.sizes), "nnz": int(mb.idx.size),
+           "ours_gradient": median(lambda: cpu_backend.loss_and_grad(mb, p)),
+           "ours_first_layer": median(lambda: cpu_mlp.sparse_affine(p, w0, b0, H, mb.indptr, mb.idx, mb.val, first)),
+           "gemm_first_layer": median(lambda: X @ W1),
+           "numpy_gradient": median(lambda: net.loss_and_grad(p, X, y))}
+    row["ours_first_layer_gflops"] = 2e-9 * mb.idx.size * H / row["ours_first_layer"]
+    row["gemm_first_layer_gflops"] = 2e-9 * mb.batch_size * n_in * H / row["gemm_first_layer"]
+    return row
+
+
+def gradient_table(rows) -> list[str]:
+    lines = ["", "gradient (SGLD/HR inner step) against B: ours vs BLAS GEMM (one thread), median seconds",
+             f"{'problem':<8} {'B':>4} {'ours grad':>10} {'NumPy grad':>10} {'ours W1 fwd':>11} {'GFLOP/s':>8} {'GEMM X.W1':>10} "
+             f"{'GFLOP/s':>8}"]
+    for r in rows:
+        lines.append(f"{r['problem']:<8} {r['batch']:>4} {r['ours_gradient']:>10.4g} {r['numpy_gradient']:>10.4g} "
+                     f"{r['ours_first_layer']:>11.4g} {r['ours_first_layer_gflops']:>8.3g} "
+                     f"{r['gemm_first_layer']:>10.4g} {r['gemm_first_layer_gflops']:>8.3g}")
+    return lines

@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-NET_NAMES = ("small", "hidden")
+NET_NAMES = ("small", "hidden", "wide")   # wide (784–1000–10): bench only
 
 
 def at_least(minimum: int):

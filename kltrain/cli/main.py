@@ -20,23 +20,57 @@ def _bench(args) -> int:
     if args.json:
         prepare_file(args.json)  # a bad path is found before the timings, not after
     print(header(args.peer))
-    extra: dict | None = {} if args.profile or args.sweep else None
-    lines: list[str] = []   # the profile's table, printed after the bench table
+    extra: dict = {}
+    lines: list[str] = []   # the profile's and the sweeps' tables, printed after the bench table
 
-    def profile_and_sweep():
-        from ..bench.profile import run_profile_and_sweep
+    def after_ours():
         from ..kernels import resolve
-        extra.update(run_profile_and_sweep(resolve(args.backend), args.samples, args.repeat, args.profile,
-                                           args.sweep, printer=lines.append))
+        if args.profile or args.sweep:
+            from ..bench.profile import run_profile_and_sweep
+            extra.update(run_profile_and_sweep(resolve(args.backend), args.samples, args.repeat, args.profile,
+                                               args.sweep, printer=lines.append))
+        if args.threads:
+            from ..bench.threads import run_thread_comparison, thread_table
+            extra["threads"] = run_thread_comparison(resolve(args.backend), args.samples, args.m, args.repeat)
+            lines.extend(thread_table(extra["threads"]))
+        if args.sweep_batch:
+            extra["batch_sweep"] = _batch_sweep(args, lines)
 
+    import os
+    load = os.getloadavg()
     records = run_bench(nets=args.nets, backend=args.backend, repeat=args.repeat, samples=args.samples,
-                        m=args.m, reference=not args.no_reference, peer=args.peer,
-                        after_ours=profile_and_sweep if extra is not None else None)
+                        m=args.m, reference=not args.no_reference, peer=args.peer, after_ours=after_ours)
     print("\n".join(lines))
     if args.json:
-        write_json(records, args.json, extra)
+        write_json(records, args.json, extra, load_before=load)
         print(f"wrote {args.json}")
     return 0
+
+
+def _batch_sweep(args, lines) -> dict:
+    import os
+    import time
+
+    from ..bench.batch_sweep import run_batch_sweep, sweep_json
+    from ..bench.timing import header
+    started, load = time.perf_counter(), os.getloadavg()
+    lines += ["", f"--sweep-batch: B = {','.join(map(str, args.batches))}, nets {','.join(args.sweep_nets)}",
+              header(args.peer)]
+    def printer(line):   # kept for the table at the end, and shown now: the sweep takes a while
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    def keep(records):   # the sweep so far, in --json's file (the bench rows are written at the end)
+        if args.json:
+            from .._io import atomic_write_json
+            atomic_write_json(args.json, {"status": "running", "batch_sweep": sweep_json(records, started, load)},
+                              indent=1)
+
+    records = run_batch_sweep(args.backend, args.batches, args.sweep_nets, args.samples, args.m, args.repeat,
+                              args.peer, printer=printer, on_record=keep)
+    out = sweep_json(records, started, load)
+    lines.append(f"sweep took {out['wall_seconds']:.0f} s")
+    return out
 
 
 def _train(args) -> int:
@@ -59,7 +93,7 @@ def _train(args) -> int:
                       reverse_scoping=args.reverse_scoping, learning_rate=args.lr, samples=args.samples,
                       sgld_offset=args.sgld_offset, sgld_temperature=args.sgld_temperature,
                       hr_iterations=args.hr_iterations, hr_samples=args.hr_samples, sgd_first=args.sgd_first,
-                      projected=not args.per_sample, antithetic=args.antithetic, eval_every=args.eval_every,
+                      projected=args.projected, antithetic=args.antithetic, eval_every=args.eval_every,
                       dataset=args.dataset, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
                       workers=args.workers)
     if not (cfg.scheduler or cfg.workers):  # "auto" resolved before hashing: the same run under --backend cpu
@@ -143,18 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="seconds per update vs the paper's Table 6.2 and a NumPy baseline")
     bench.add_argument("--nets", default="small,hidden", type=comma_nets,
-                       help="comma-separated: small (784-10), hidden (784-200-10)")
+                       help="comma-separated: small (784-10), hidden (784-200-10), wide (784-1000-10)")
     bench.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "numpy"])
-    bench.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per case (best is reported)")
+    bench.add_argument("--repeat", type=at_least(1), default=3, help="timed runs per case and side (medians are reported)")
     bench.add_argument("--samples", type=at_least(1), default=1000, help="IS and SGLD samples per update (paper: 1000)")
     bench.add_argument("--m", type=at_least(1), default=30,
                        help="HR: M draws per iteration and J iterations (paper: 30)")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy baseline")
     bench.add_argument("--json", metavar="PATH",
-                       help="write the records as JSON (a list; with --profile/--sweep {records, profile, sweep})")
+                       help="write {records, machine, loadavg_before, [profile, sweep, threads, batch_sweep]} as JSON")
     bench.add_argument("--peer", choices=["jax"], help="also time a JAX-on-CPU peer in the same run (needs [peers])")
     bench.add_argument("--profile", action="store_true", help="where the reduced IS update's time goes, with floors")
     bench.add_argument("--sweep", action="store_true", help="reduced IS seconds per update for J = 1e2..1e5")
+    bench.add_argument("--sweep-batch", action="store_true",
+                       help="every row (and the peer's) for B in --batches on the --sweep-nets (tens of minutes)")
+    bench.add_argument("--batches", default="20,100,300,500", type=comma_counts, help="--sweep-batch's B values")
+    bench.add_argument("--sweep-nets", default="hidden,wide", type=comma_nets,
+                       help="--sweep-batch's nets: small, hidden (784-200-10), wide (784-1000-10)")
+    bench.add_argument("--threads", action="store_true",
+                       help="the chains (SGLD, HR) on 1 and on 2 numba threads, interleaved")
     bench.set_defaults(func=_bench)
 
     from ..studies.experiments import NAMES
@@ -176,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--covariance", default="fixed", choices=["fixed", "diag", "iso"],
                        help="fixed: the paper's τI; diag/iso: learn C (kltrain.gaussian.sampling)")
     train.add_argument("--sgd-first", type=at_least(0), default=0, help="SGD updates before switching (§6.3)")
-    train.add_argument("--per-sample", action="store_true", help="full per-sample noise instead of reduced updates")
+    path = train.add_mutually_exclusive_group()   # neither: chosen per update by the cost model (kltrain.nets.cost)
+    path.add_argument("--per-sample", dest="projected", action="store_const", const=False, default=None,
+                      help="force the per-sample updates (full noise vectors)")
+    path.add_argument("--reduced", dest="projected", action="store_const", const=True,
+                      help="force the exact-in-distribution reduced updates")
     train.add_argument("--antithetic", action="store_true")
     train.add_argument("--eval-every", type=at_least(1), default=10)
     train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Iterable, NamedTuple
 import numpy as np
 
 from .._checks import check_count
-from ..fastpath import ISPartial, fast_path
+from ..fastpath import ISPartial, choose_projected, fast_path
 from ..losses import loss_values
 from ..noise import counter_normals, draw_seed
 
@@ -52,6 +52,7 @@ class ISInfo(NamedTuple):
     log_weights: np.ndarray | None  # −f(x_j), when kept
     seed: int               # regenerates every ε_j
     pareto_k: float | None = None  # PSIS k̂ of the weights' tail (> 0.7: unreliable); None without arviz-stats
+    projected: bool | None = None  # True: the reduced update ran (kltrain.nets.projected); False: per-sample
 
 
 COLLAPSE_ACTIONS = ("warn", "raise", "ignore")
@@ -241,7 +242,9 @@ class ImportanceSampling:
     n_samples : J, the number of proposal samples (≥ 1).
     antithetic : use pairs (ε, −ε); halves the noise draws, cancels odd moments.
     keep_log_weights : put all J log weights in the info (for diagnostics/plots).
-    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
+    projected : True: the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`); False:
+        per-sample; None (default): whichever the loss's cost model prices lower (``info.projected``
+        says which ran).
     on_collapse : ESS < 2 with J >= 100: "warn" (default), "raise" (:class:`~kltrain.estimators.importance.ESSCollapse`) or "ignore".
     pareto_k : put the weights' PSIS k̂ in the info (with arviz-stats installed; 0.4 ms at J = 10³)
         and warn when it exceeds 0.7.
@@ -251,7 +254,7 @@ class ImportanceSampling:
     n_samples: int
     antithetic: bool = field(default=False, kw_only=True)
     keep_log_weights: bool = field(default=True, kw_only=True)
-    projected: bool = field(default=False, kw_only=True)
+    projected: bool | None = field(default=None, kw_only=True)
     on_collapse: str = field(default="warn", kw_only=True)
     pareto_k: bool = field(default=True, kw_only=True)
 
@@ -277,13 +280,15 @@ class ImportanceSampling:
     def step(self, rng: np.random.Generator, state: None, loss: Any, x: np.ndarray,
              tau: float) -> tuple[np.ndarray, None, ISInfo]:
         seed = draw_seed(rng)
-        if self.projected:  # the whole update in reduced coordinates (kltrain.fastpath)
+        if choose_projected(loss, self.projected, "IS", self.n_samples):  # the whole update in reduced coordinates
             mean, info = fast_path(loss, "importance_update", projected=True)(
                 x, tau, seed, self.n_samples, self.antithetic)
+            if isinstance(info, ISInfo):
+                info = info._replace(projected=True)
         else:
             part, log_w = self.partial(loss, x, tau, seed)
             mean = posterior_mean_from_partial(part, x, tau)
-            info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed)
+            info = ISInfo(effective_sample_size(part), float(1.0 / part.sum_w), log_w, seed, projected=False)
         return mean, state, self._diagnosed(info, tau)
 
     def _diagnosed(self, info: ISInfo, tau: float) -> ISInfo:

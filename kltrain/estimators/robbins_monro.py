@@ -27,7 +27,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .._checks import check_count
-from ..fastpath import fast_path
+from ..fastpath import choose_projected, fast_path
 from ..losses import loss_grads
 from ..noise import counter_normals, draw_seed
 from ..schedules import RobbinsMonroSteps
@@ -42,6 +42,7 @@ class RMInfo(NamedTuple):
     residual: float   # |ĥ(x^{J−1})|: the last noisy Euler–Lagrange residual
     n_iter: int
     seed: int         # regenerates every z^{(m)}
+    projected: bool | None = None  # True: the reduced iteration ran (kltrain.nets.projected); False: per-sample
 
 
 def proposal_draws(seed: int, j: int, n_samples: int, dim: int) -> np.ndarray:
@@ -82,7 +83,8 @@ class RobbinsMonro:
     n_iter : J ≥ 1 iterations.
     n_samples : M ≥ 1 draws z ~ φ_{x^j,τ} per iteration.
     c, alpha : steps a_j = c·j^{−α}; c > 0, α ∈ (1/2, 1] (paper §6: c = 0.1, α = 0.7).
-    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`).
+    projected : True: the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`); False:
+        per-sample; None (default): whichever the loss's cost model prices lower (``info.projected``).
     fresh_minibatch : each iteration draws a new minibatch via ``loss.resample(rng)``.
     """
 
@@ -91,7 +93,7 @@ class RobbinsMonro:
     n_samples: int
     c: float = field(default=0.1, kw_only=True)
     alpha: float = field(default=0.7, kw_only=True)
-    projected: bool = field(default=False, kw_only=True)
+    projected: bool | None = field(default=None, kw_only=True)
     fresh_minibatch: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
@@ -110,9 +112,10 @@ class RobbinsMonro:
         if self.fresh_minibatch:
             return self._fresh(rng, state, loss, x_k, tau)
         seed = draw_seed(rng)
-        rm = fast_path(loss, "robbins_monro", self.projected) or partial(robbins_monro, loss)
+        use = choose_projected(loss, self.projected, "HR", self.n_samples, self.n_iter)
+        rm = fast_path(loss, "robbins_monro", use) or partial(robbins_monro, loss)
         x, residual = rm(x_k, tau, seed, self.steps(), self.n_samples)
-        return x, state, RMInfo(residual, self.n_iter, seed)
+        return x, state, RMInfo(residual, self.n_iter, seed, projected=use)
 
     def _fresh(self, rng: np.random.Generator, state: None, loss: Any, x_k: np.ndarray,
                tau: float) -> tuple[np.ndarray, None, RMInfo]:
@@ -132,4 +135,4 @@ class RobbinsMonro:
             residual = float(np.linalg.norm(h))
             first = residual if first is None else first
             check_stable(first, residual, j, tau)
-        return x, state, RMInfo(residual, self.n_iter, seed)
+        return x, state, RMInfo(residual, self.n_iter, seed, projected=term is not None)   # heat_gradient_term: reduced

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .._checks import check_chain, check_count, check_finite_result, check_positive
-from ..fastpath import fast_path
+from ..fastpath import choose_projected, fast_path
 from ..losses import loss_grad
 from ..noise import draw_seed, noise_rows
 from ..schedules import HarmonicTemperatures, temperatures_array
@@ -57,6 +57,7 @@ class SGLDInfo(NamedTuple):
     distance: float    # ‖x − x^J‖: how far the chain ended from the anchor x
     grad_norm: float   # ‖∇f(x^{J−1})‖ at the last gradient evaluation
     seed: int          # regenerates every η_j
+    projected: bool | None = None  # True: the reduced chain ran (kltrain.nets.projected); False: per-sample
 
 
 def langevin_step(x: np.ndarray, chain: np.ndarray, grad: np.ndarray, eps_j: float, tau: float,
@@ -107,8 +108,9 @@ class SGLD:
     fresh_minibatch : draw a new minibatch per inner step via ``loss.resample(rng)``.
     temperature : T > 0, Langevin noise variance T·ε_j (1 = Algorithm 3 as printed); the
         chain targets q^{1/T}, tending to prox_{τf}(x) as T → 0 (see above).
-    projected : use the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`);
-        not with ``fresh_minibatch``.
+    projected : True: the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`), not with
+        ``fresh_minibatch``; False: per-sample; None (default): whichever the loss's cost model
+        prices lower (per-sample with ``fresh_minibatch``); ``info.projected`` says which ran.
     """
 
     kind: ClassVar[str] = "mean"
@@ -116,7 +118,7 @@ class SGLD:
     temperatures: Any = field(default=None, kw_only=True)
     warm_start: bool = field(default=True, kw_only=True)
     fresh_minibatch: bool = field(default=False, kw_only=True)
-    projected: bool = field(default=False, kw_only=True)
+    projected: bool | None = field(default=None, kw_only=True)
     temperature: float = field(default=1.0, kw_only=True)
 
     def __post_init__(self):
@@ -146,7 +148,8 @@ class SGLD:
         if self.fresh_minibatch and not callable(getattr(loss, "resample", None)):
             raise TypeError("fresh_minibatch=True needs a loss with .resample(rng)")
         seed = draw_seed(rng)
-        chain_fn = fast_path(loss, "sgld_chain", self.projected) or partial(sgld_chain, loss)
+        use = not self.fresh_minibatch and choose_projected(loss, self.projected, "SGLD", self.n_steps)
+        chain_fn = fast_path(loss, "sgld_chain", use) or partial(sgld_chain, loss)
         start = self.start(state, x)
         mean, chain, grad_norm = chain_fn(x, tau, seed, start, self.eps(), self.noise_scale,
                                           rng if self.fresh_minibatch else None)
@@ -154,7 +157,7 @@ class SGLD:
         check_chain(np.asarray(chain, dtype=np.float64), x, chain_scale(x, start, tau),
                     f"the SGLD chain (τ = {tau!r})", self.n_steps)
         check_finite_result(np.asarray(mean), "the SGLD average", tau=tau, estimator=self)
-        return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed)
+        return mean, SGLDState(chain), SGLDInfo(float(np.linalg.norm(x - chain)), grad_norm, seed, projected=use)
 
 
 def sgld_stability_hint(eps: np.ndarray, tau: float) -> str:

@@ -1,6 +1,21 @@
-"""The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels."""
+"""The numba CPU backend: the interface of kltrain.kernels.numpy_backend on the numba kernels.
+
+Threads. Importance sampling uses every numba thread: one parallel region per update, the
+samples split between them. The *chains* are sequences of dependent steps,
+each ending in a barrier on several threads (SGLD on the full problem: one parallel Langevin
+update of ~50 µs per step; Robbins–Monro: its M draws split per iteration). They run on one
+numba thread (``CHAIN_THREADS``), the choice ``kltrain bench --threads`` supports on this
+shared 2-core host (``validation/data/bench-like-for-like.json``): one thread ÷ two was 1.02
+and 0.97 for SGLD (reduced, per-sample) and 1.56 and 1.55 for Robbins–Monro at load ≈ 3.7,
+but 0.93, 0.09, 0.29, 0.43 at load ≈ 10 ("threads_heavy_load"), and reduced Robbins–Monro on
+two threads, re-timed minutes later at load ≈ 2.7, took 0.17 and 0.32 s at B = 20 where one
+thread had taken 0.071 and 0.039 s ("hr_two_threads"): a barrier waits for whichever thread another process has descheduled. The
+bits do not depend on it (tests/test_thread_count.py).
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numba as nb
 import numpy as np
@@ -9,6 +24,26 @@ from ..estimators.importance import ISPartial, check_log_weights, check_sample_r
 from ..noise import stream_key
 from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
+
+
+CHAIN_THREADS: dict[str, int | None] = {"sgld": 1, "robbins_monro": 1}   # numba threads (None: all)
+
+
+def chain_threads(chain: str) -> int:
+    """Threads a chain ("sgld" or "robbins_monro") runs on now: CHAIN_THREADS's, at most numba's current count."""
+    n, want = nb.get_num_threads(), CHAIN_THREADS[chain]
+    return n if want is None else max(1, min(want, n))
+
+
+@contextmanager
+def _on_threads(n: int):
+    """numba's thread count set to ``n`` for the calling thread, restored after."""
+    old = nb.get_num_threads()
+    nb.set_num_threads(n)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(old)
 
 
 def _f32(a):
@@ -85,22 +120,26 @@ def population_losses(mb, params, tau, seed, samples):
 def sgld_chain(mb, x, chain, tau, eps, seed, noise_scale=1.0):
     """One SGLD chain of ``len(eps)`` steps from ``chain``: its weighted mean, last state and last gradient norm."""
     chain = _f32(chain).copy()
-    mean, chain, grad_norm = cpu.sgld_chain(
-        _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
-        mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
+    with _on_threads(chain_threads("sgld")):
+        mean, chain, grad_norm = cpu.sgld_chain(
+            _f32(x), chain, tau, np.asarray(eps, np.float64), stream_key(seed), mb.y, mb.indptr, mb.idx, mb.val,
+            mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, noise_scale)
     return mean, chain, float(grad_norm)
 
 
 def langevin_step(x, chain, grad, total, e, e_next, tau, seed, j, noise_scale=1.0):
     """One Algorithm 3 transition in place (chain, total) with noise sample j."""
-    cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
+    with _on_threads(chain_threads("sgld")):
+        cpu.langevin_update(x, chain, grad, total, e, e_next, tau, stream_key(seed), j, noise_scale)
 
 
 def robbins_monro(mb, x_k, tau, steps, n_samples, seed, grad_scale=1.0):
     """Robbins–Monro iterations of Algorithm 2's step from ``x_k``: the point and its last residual."""
-    x, residual = cpu.robbins_monro(
-        _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
-        mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, nb.get_num_threads(), float(grad_scale))
+    n = chain_threads("robbins_monro")
+    with _on_threads(n):
+        x, residual = cpu.robbins_monro(
+            _f32(x_k), tau, np.asarray(steps, np.float64), n_samples, stream_key(seed), mb.y, mb.indptr, mb.idx,
+            mb.val, mb.cols, mb.colptr, mb.col_row, mb.col_val, mb.offsets, n, float(grad_scale))
     return x, float(residual)
 
 

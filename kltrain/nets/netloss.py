@@ -6,7 +6,9 @@ loss, so ``kltrain.posterior_mean(loss, x, tau, estimator=...)`` works on it.
 It also offers every fast path of :class:`kltrain.fastpath.FastPaths` —
 ``importance_partial`` (Alg. 4), ``sgld_chain`` (Alg. 3), ``robbins_monro``
 (Alg. 5), and their exact-in-distribution ``projected_*`` versions
-(:mod:`kltrain.nets.projected`) — run by the chosen backend (:mod:`kltrain.kernels`).
+(:mod:`kltrain.nets.projected`) — run by the chosen backend (:mod:`kltrain.kernels`),
+and ``projected_pays``, which of the two :mod:`kltrain.nets.cost` prices lower
+(the estimators' ``projected=None``).
 
 ``TrainingSet(net, X, y, batch_size)`` draws minibatch losses; a loss drawn
 from it can ``resample(rng)`` (the ``fresh_minibatch`` option of SGLD and Robbins–Monro).
@@ -29,6 +31,7 @@ from .._types import RngLike
 from ..kernels import get_backend, resolve
 from ..kernels.layout import Minibatch
 from ..estimators.importance import rescaled_partial
+from .cost import reduced_pays
 from .mlp import MLP
 from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
@@ -135,6 +138,12 @@ class MinibatchLoss:
 
     def projected_robbins_monro(self, x_k, tau, seed, steps, n_samples):
         return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed, self.scale)
+
+    def projected_pays(self, algorithm, n_samples, n_iter=1):
+        """Whether :mod:`kltrain.nets.cost` prices the reduced update below the per-sample one on this minibatch."""
+        samples, m = (n_iter, n_samples) if algorithm == "HR" else (n_samples, 1)
+        return reduced_pays(algorithm, self.net.sizes, self.batch.batch_size, int(self.batch.idx.size),
+                            int(self.batch.cols.size), samples, m, self.backend_name)
 
     def heat_gradient_term(self, x, tau, seed, n_samples):
         """τ·(1/M) Σ_m ∇(βf)(z_m), z_m ~ φ_{x,τ}: one Robbins–Monro iteration's noisy term (reduced problem).

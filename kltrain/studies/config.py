@@ -49,7 +49,7 @@ class TrainConfig:
     hr_c: float = 0.1                   # a_j = c·j^{−α} (paper: c = 0.1)
     hr_alpha: float = 0.7               # (paper: α = 0.7)
     sgd_first: int = 0                  # run SGD for this many updates first (§6.3)
-    projected: bool = True              # exact-in-distribution reduced updates (kltrain.nets.projected)
+    projected: bool | None = None       # reduced updates (kltrain.nets.projected): None chooses by cost (nets.cost)
     antithetic: bool = False            # IS with antithetic pairs
     eval_every: int = 10                # held-out accuracy every this many updates
     n_test: int = 1000                  # test images scored (paper: 1000)

@@ -49,6 +49,7 @@ class TrainResult:
     taus: list = field(default_factory=list)
     status: str = "running"                              # running | done | interrupted | diverged
     final_params: np.ndarray | None = field(default=None, repr=False)  # the weights after the last update
+    estimator_paths: dict = field(default_factory=dict)  # {"reduced" | "per-sample": updates}, as each estimator chose
 
     @property
     def config_hash(self) -> str:
@@ -66,7 +67,8 @@ class TrainResult:
         record = {"status": self.status, "config_hash": self.config_hash, "config": asdict(self.config),
                   "eval_updates": self.eval_updates,
                   "test_accuracy": self.test_accuracy, "minibatch_loss": self.minibatch_loss,
-                  "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update}
+                  "seconds": self.seconds, "taus": self.taus, "seconds_per_update": self.seconds_per_update,
+                  "estimator_paths": self.estimator_paths}
         return dict(record, results_hash=results_hash(record))   # a resume checks the measurements too
 
     @classmethod
@@ -74,7 +76,8 @@ class TrainResult:
         """Inverse of ``to_dict`` (NaN stored as null comes back as NaN)."""
         nan = lambda xs: [float("nan") if v is None else v for v in xs]  # noqa: E731
         return cls(config_from_dict(d["config"]), list(d["eval_updates"]), nan(d["test_accuracy"]),
-                   nan(d["minibatch_loss"]), nan(d["seconds"]), nan(d["taus"]), d.get("status", "done"))
+                   nan(d["minibatch_loss"]), nan(d["seconds"]), nan(d["taus"]), d.get("status", "done"),
+                   estimator_paths=dict(d.get("estimator_paths", {})))
 
     def to_json(self, path) -> Path:
         return atomic_write_json(path, self.to_dict())
@@ -170,10 +173,11 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
         tau_k = _effective_tau(rule, state, tau, k - config.sgd_first)   # before the step changes the state
         start = time.perf_counter()
         try:
-            new, state, _ = rule.step(noise_rng, state, batch, params, k)
+            new, state, info = rule.step(noise_rng, state, batch, params, k)
         except FloatingPointError as err:  # e.g. a NaN importance weight: say which update
             raise type(err)(f"{err} ({config.label}, {step_context(rule, k)})") from err
         result.seconds.append(time.perf_counter() - start)
+        _count_path(result.estimator_paths, info)
         result.minibatch_loss.append(batch.value(params))
         result.taus.append(tau_k)
         params = np.asarray(new, dtype=np.float32)
@@ -185,6 +189,14 @@ def _loop(config, net, params, trainset, rule, tau, data_rng, noise_rng, X_test,
             checkpoint(result)
         bar.update(1)
     return params
+
+
+def _count_path(paths: dict, info) -> None:
+    """Count the path an estimator's ``projected=None`` chose (its info's ``projected``; SGD has none)."""
+    chosen = getattr(info, "projected", None)
+    if chosen is not None:
+        key = "reduced" if chosen else "per-sample"
+        paths[key] = paths.get(key, 0) + 1
 
 
 def _effective_tau(rule, state, tau, k):
