@@ -60,6 +60,22 @@ def test_the_gpu_model_prefers_per_sample_is_at_1e3_samples_as_measured():
     assert cost.reduced_pays("SGLD", hidden, 20, 3927, 393, 1_000, backend="cuda")     # 117 ms vs 944 ms
 
 
+@pytest.mark.parametrize("algorithm, n_samples, n_iter", [("IS", 1_000, 1), ("SGLD", 1_000, 1), ("HR", 30, 30)])
+def test_on_cuda_the_device_reduced_path_is_taken_where_it_runs(algorithm, n_samples, n_iter):
+    """The resident IS update and the persistent chains postdate the H200 constants: where they cover the net
+    and batch the reduced path is chosen; past them (B = 30 > 24 rows) the model decides, as measured."""
+    hidden = MLP.hidden()
+    on_device = MinibatchLoss(hidden, X[:20], Y[:20], backend="cuda")
+    assert on_device.projected_pays(algorithm, n_samples, n_iter)
+    if algorithm == "IS":   # negative control: the model alone prefers per-sample IS here (test above)
+        assert not cost.reduced_pays("IS", hidden.sizes, 20, int(on_device.batch.idx.size),
+                                     int(on_device.batch.cols.size), n_samples, backend="cuda")
+    past = MinibatchLoss(hidden, X[:30], Y[:30], backend="cuda")
+    samples, m = (n_iter, n_samples) if algorithm == "HR" else (n_samples, 1)
+    assert past.projected_pays(algorithm, n_samples, n_iter) == cost.reduced_pays(
+        algorithm, hidden.sizes, 30, int(past.batch.idx.size), int(past.batch.cols.size), samples, m, "cuda")
+
+
 def _pays(algorithm, net, B, n_samples, n_iter):
     return MinibatchLoss(net, X[:B], Y[:B], backend="cpu").projected_pays(algorithm, n_samples, n_iter)
 

@@ -32,9 +32,13 @@ RM_APPLY_THREADS = 256
 def fits(mb) -> bool:
     """Whether the persistent kernels take this minibatch's net: ≤ MAX_R inputs (the reduced problem),
     0 or 1 hidden layer of ≤ MAX_HIDDEN units, ≤ MAX_CLASSES classes, batch ≤ MAX_BATCH."""
-    sizes = mb.net.sizes
+    return fits_sizes(mb.net.sizes, mb.batch_size)
+
+
+def fits_sizes(sizes, batch: int) -> bool:
+    """:func:`fits` for a net of ``sizes`` on ``batch`` rows."""
     return (len(sizes) in (2, 3) and sizes[0] <= KC.MAX_R and sizes[-1] <= KC.MAX_CLASSES
-            and (len(sizes) == 2 or sizes[1] <= KC.MAX_HIDDEN) and mb.batch_size <= KC.MAX_BATCH)
+            and (len(sizes) == 2 or sizes[1] <= KC.MAX_HIDDEN) and batch <= KC.MAX_BATCH)
 
 
 def threads_for(mb_list) -> int:

@@ -23,6 +23,14 @@ than 25%.
 The CUDA constants come from the H200 run of ``validation/data/gpu-h200.json`` (run 4;
 784–200–10, B = 20 only): the GPU is launch-bound (λ) and its reduced path pays a host
 round trip (γ), so per-sample IS wins there at J = 10³ and loses from J ≈ 1.3·10³ on.
+That run predates the device-resident IS update and the persistent chains (issue 21), so
+the constants price only what still runs as it did then: the host-side reduction, which
+the CUDA backend uses where those kernels do not cover the net and batch. Where they do,
+``MinibatchLoss.projected_pays`` takes the reduced path without the model: per evaluation it
+draws r·H₁ + tail normals instead of d and does fewer multiply–adds, and per update it adds
+a few launches and no host round trip, so it should win at every J — an expectation from
+the work counts, not yet measured; the next GPU session's run refits these constants
+(``kltrain.bench.costfit.cuda_constants``).
 Backends without constants of their own (numpy, Dask) use the CPU's.
 """
 

@@ -36,6 +36,17 @@ from .mlp import MLP
 from .projected import projected_importance_update, projected_robbins_monro, projected_sgld_chain
 
 
+def device_reduced(algorithm: str, net: MLP, batch: int) -> bool:
+    """Whether the CUDA backend runs ``algorithm``'s reduced update on the device for ``net`` and ``batch``:
+    IS in the resident kernels (:mod:`kltrain.kernels.cuda_resident`), SGLD and HR in the persistent
+    chains (:mod:`kltrain.kernels.cuda_chain_runs`; the reduced net has min(B, inputs) inputs)."""
+    if algorithm == "IS":
+        from ..kernels.cuda_resident import unsupported
+        return unsupported(net, batch) is None
+    from ..kernels.cuda_chain_runs import fits_sizes
+    return fits_sizes((min(batch, net.sizes[0]),) + tuple(net.sizes[1:]), batch)
+
+
 class MinibatchLoss:
     """f(x) on one minibatch (X, y) of an MLP; parameters x are the flat vector of :class:`~kltrain.nets.MLP`."""
 
@@ -140,7 +151,13 @@ class MinibatchLoss:
         return projected_robbins_monro(self.backend, self.batch, x_k, tau, steps, n_samples, seed, self.scale)
 
     def projected_pays(self, algorithm, n_samples, n_iter=1):
-        """Whether :mod:`kltrain.nets.cost` prices the reduced update below the per-sample one on this minibatch."""
+        """Whether :mod:`kltrain.nets.cost` prices the reduced update below the per-sample one on this minibatch.
+
+        On the CUDA backend, where the reduced update runs on the device (:func:`device_reduced`), it is
+        chosen without the model: see :mod:`kltrain.nets.cost` on why its CUDA constants do not price it.
+        """
+        if self.backend_name == "cuda" and device_reduced(algorithm, self.net, self.batch.batch_size):
+            return True
         samples, m = (n_iter, n_samples) if algorithm == "HR" else (n_samples, 1)
         return reduced_pays(algorithm, self.net.sizes, self.batch.batch_size, int(self.batch.idx.size),
                             int(self.batch.cols.size), samples, m, self.backend_name)

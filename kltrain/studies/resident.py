@@ -39,7 +39,8 @@ def applies(config: TrainConfig, backend: Any, rule, net) -> bool:
         return False
     if estimator_rule is not None:
         est = getattr(estimator_rule, "estimator", None)
-        if not (isinstance(estimator_rule, LocalEntropy) and isinstance(est, ImportanceSampling) and est.projected):
+        if not (isinstance(estimator_rule, LocalEntropy) and isinstance(est, ImportanceSampling)
+                and est.projected is not False):   # None: the CUDA backend chooses the reduced path here
             return False
     from ..kernels.cuda_resident import unsupported
     return unsupported(net, config.batch_size) is None
