@@ -180,3 +180,11 @@ def test_learned_covariance_runs_stay_in_series(monkeypatch):
     learned = replace(CovarianceTrainConfig("is", **TINY), seed=5)
     got = run_batch(RunBatch((plain[0], learned, plain[1])), data=_data())
     assert calls == [plain] and got[1] is learned
+
+
+def test_a_gathered_run_chooses_its_path_as_a_lone_run_does():
+    """GatheringBackend reports the wrapped backend's name, so projected=None prices it as that backend
+    (it once reported the module's dotted name, and gathered CUDA runs took the CPU model's choice)."""
+    from kltrain.kernels import cpu_backend, cuda_backend
+    from kltrain.kernels.gather import GatheringBackend
+    assert GatheringBackend(cuda_backend, runs=2).name == "cuda" and GatheringBackend(cpu_backend, runs=1).name == "cpu"

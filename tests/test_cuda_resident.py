@@ -330,6 +330,7 @@ def test_training_loop_on_the_device_equals_the_cpu_loop(R, algorithm, sgd_first
     np.testing.assert_allclose(gpu.final_params, cpu.final_params, atol=1e-5)
     np.testing.assert_allclose(gpu.minibatch_loss, cpu.minibatch_loss, rtol=1e-5)
     assert gpu.eval_updates == cpu.eval_updates == [0, 2, 3] and gpu.test_accuracy == cpu.test_accuracy
+    assert gpu.estimator_paths == cpu.estimator_paths   # the reduced IS updates counted on both loops
 
 
 def test_the_device_loop_runs_only_what_it_covers(R):
@@ -343,3 +344,33 @@ def test_the_device_loop_runs_only_what_it_covers(R):
     for other in (TrainConfig("sgld", net="small"), TrainConfig("is", net="small", projected=False),
                   TrainConfig("is", net="small", batch_size=30)):
         assert not applies(other, "cuda", other.update_rule(), net)
+
+
+def test_the_device_loop_warns_or_raises_on_a_collapsed_ess(R, monkeypatch):
+    """The resident loop applies ImportanceSampling's ESS rule to the ESS its one copy reports (negative control:
+    a healthy ESS passes silently)."""
+    import warnings
+    from kltrain.estimators.importance import ESSCollapse, ESSCollapseWarning, ImportanceSampling
+    from kltrain.kernels.cuda_resident import ISReport
+    from kltrain.schemes import LocalEntropy
+    from kltrain.studies.training import TrainConfig, train
+    rng = np.random.default_rng(0)
+    X = (rng.random((30, 784)) * (rng.random((30, 784)) < 0.15)).astype(np.float32)
+    data = (X[:20], rng.integers(0, 10, 20), X[20:], rng.integers(0, 10, 10))
+
+    def run(ess, on_collapse="warn"):
+        monkeypatch.setattr(R.ResidentMLP, "importance_update",
+                            lambda self, tau, seed, J, antithetic=False, beta=1.0: ISReport(2.3, ess, 0.9, 3, seed, 1))
+        config = TrainConfig("is", net="small", n_updates=1, batch_size=3, samples=100, n_test=10, eval_every=1,
+                             backend="cuda", seed=0, projected=True)
+        rule = config.update_rule()
+        monkeypatch.setattr(TrainConfig, "update_rule", lambda self: LocalEntropy(
+            rule.tau, ImportanceSampling(100, projected=True, on_collapse=on_collapse)))
+        return train(config, data=data, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ESSCollapseWarning)
+        assert run(50.0).estimator_paths == {"reduced": 1}          # control: no warning at ESS = 50
+        with pytest.raises(ESSCollapseWarning):
+            run(1.0)
+    with pytest.raises(ESSCollapse, match="collapsed"):
+        run(1.0, "raise")

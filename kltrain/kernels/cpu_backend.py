@@ -25,6 +25,8 @@ from ..noise import stream_key
 from . import cpu, cpu_gaussian, cpu_mlp
 from .counter import counter_normals_f32
 
+name = "cpu"   # the backend's name (kltrain.kernels.resolve): a wrapper such as GatheringBackend reports it
+
 
 CHAIN_THREADS: dict[str, int | None] = {"sgld": 1, "robbins_monro": 1}   # numba threads (None: all)
 

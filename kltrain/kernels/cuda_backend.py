@@ -18,6 +18,8 @@ from . import cuda as K
 from . import cuda_chain_runs
 from .cuda_resident import reduced_importance_update  # noqa: F401  (projected IS, the whole update on the device)
 
+name = "cuda"   # the backend's name (kltrain.kernels.resolve): a wrapper such as GatheringBackend reports it
+
 THREADS = 256          # threads per network block (H200, run 3: 256 beat 128 by 1.3x on SGLD and HR; 512 no better)
 COORD_THREADS = 256    # threads per block for per-coordinate kernels
 SAMPLE_CHUNK = 128     # IS samples one accumulate thread sums (grid: coordinates × J/SAMPLE_CHUNK)

@@ -14,6 +14,8 @@ from ..estimators import importance, robbins_monro as rm, sgld
 from ..noise import counter_normals
 from .layout import Minibatch
 
+name = "numpy"   # the backend's name (kltrain.kernels.resolve): a wrapper such as GatheringBackend reports it
+
 
 class NetLoss:
     """f(x) of one minibatch in float64 (the loss protocol, with ``values``/``grads`` over rows)."""

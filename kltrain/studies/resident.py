@@ -5,8 +5,11 @@ For ``backend="cuda"`` runs of SGD, reduced IS (``projected=True``) or SGD then 
 the training images go to the device once, each update sends its minibatch's row indices and
 reads back one report (the minibatch loss it records, ESS, status), and the parameters come to
 the host only at an evaluation and at the end. Same random streams, same minibatches and the same
-updates as the ordinary loop to float32 rounding (tested under the simulator), and the same
-errors: a NaN loss raises FloatingPointError naming τ, the estimator and the step.
+updates as the ordinary loop to float32 rounding (tested under the simulator), the same records
+(``estimator_paths`` counts the reduced IS updates) and the same errors: a NaN loss raises
+FloatingPointError naming τ, the estimator and the step, and a collapsed ESS warns or raises as
+``ImportanceSampling(on_collapse=...)`` says. Not on this path: the Pareto k̂ (the log weights stay
+on the device; it would cost a copy of J numbers per update).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..estimators.importance import ImportanceSampling
+from ..estimators.importance import ImportanceSampling, check_collapse
 from ..noise import draw_seed
 from ..schemes import SGD, LocalEntropy, SwitchAfter, check_step, step_context
 from .config import TrainConfig
@@ -64,16 +67,17 @@ def resident_loop(config, net, params, trainset, rule, tau, data_rng, noise_rng,
                 report = res.sgd_update(sgd.learning_rate, beta)
                 finite = bool(np.isfinite(report.grad_norm))
             else:
-                est = is_rule.estimator
-                report = res.importance_update(is_rule.tau(k - n_first), draw_seed(noise_rng), est.n_samples,
-                                               est.antithetic, beta)
-                finite = True
+                est, tau_is = is_rule.estimator, is_rule.tau(k - n_first)
+                report = res.importance_update(tau_is, draw_seed(noise_rng), est.n_samples, est.antithetic, beta)
+                finite = bool(np.isfinite(report.ess) and np.isfinite(report.max_weight))   # the weights, so the step
+                check_collapse(report.ess, est.n_samples, tau_is, est, est.on_collapse)
+                result.estimator_paths["reduced"] = result.estimator_paths.get("reduced", 0) + 1
         except FloatingPointError as err:
             raise type(err)(f"{err} ({config.label}, {step_context(rule, k)})") from err
         result.seconds.append(time.perf_counter() - start)
         result.minibatch_loss.append(report.loss)
         result.taus.append(tau_k)
-        if not finite:                                            # a NaN gradient: name the step, as the loop does
+        if not finite:                                   # a NaN gradient or weight: name the step, as the loop does
             check_step(rule, res.params(), k, f"{config.label} parameters (float32)")
         if (k + 1) % config.eval_every == 0 or k + 1 == config.n_updates:
             params = res.params()
