@@ -231,7 +231,9 @@ print("\n".join(lines))
 # evaluations. Started from SGD's point, IS with τ = 10⁻⁴ keeps most of SGD's accuracy but ends at a
 # higher training loss and *sharper* by both sharpness and Hessian trace; SGLD as printed (T = 1)
 # loses a third of the accuracy. On this problem, at these settings, neither local-entropy scheme
-# found flatter weights than SGD; SAM was not flatter either (its loss is higher, its trace larger).
+# found flatter weights than SGD by sharpness or Hessian trace (F_τ − f is lower for LE-SGLD from
+# scratch, at a training loss of 15.7: far from a minimum, where F_τ − f says little about width);
+# SAM was not flatter either (its loss is higher, its trace larger).
 # The flatness columns are one measurement per seed, not tested for significance here.
 
 # %%

@@ -223,6 +223,16 @@ def test_fresh_robbins_monro_iteration_is_the_projected_iteration_on_its_minibat
     assert np.abs(a - P).max() > 1e-4
 
 
+def test_fresh_robbins_monro_honours_projected_false():
+    """projected=False with fresh minibatches runs the per-sample gradients (same law, other draws), and says so."""
+    loss = SameBatch(NET, X[:6], Y[:6], backend="cpu", scale=20.0)
+    reduced, _, info_r = RobbinsMonro(1, 4, fresh_minibatch=True).step(np.random.default_rng(2), None, loss, P, TAU)
+    full, _, info_f = RobbinsMonro(1, 4, projected=False, fresh_minibatch=True).step(
+        np.random.default_rng(2), None, loss, P, TAU)
+    assert info_r.projected is True and info_f.projected is False
+    assert not np.allclose(reduced, full)        # another path: other noise draws
+
+
 def test_fresh_robbins_monro_generic_path_reaches_the_exact_prox():
     from kltrain.estimators import ExactProx
     from toyproblems import Quadratic

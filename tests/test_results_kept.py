@@ -9,7 +9,7 @@ import kltrain.studies.training as training
 from kltrain._io import atomic_write_json
 from kltrain.cli.main import main
 from kltrain.studies.experiments import EXPERIMENTS, Experiment, run_experiment
-from kltrain.studies.training import TrainConfig
+from kltrain.studies.training import TrainConfig, TrainResult
 
 SMALL = ["train", "--algo", "sgd", "--net", "small", "--eval-every", "5", "--no-progress"]
 
@@ -104,3 +104,24 @@ def test_quick_writes_to_its_own_folder(tmp_path, tiny):
     run_experiment("tiny", out=tmp_path, progress=False, printer=lambda s: None)
     run_experiment("tiny", out=tmp_path, quick=True, progress=False, printer=lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny", "tiny-quick"] and len(tiny) == 2
+
+
+def test_a_run_file_from_before_projected_none_is_named_as_such(tmp_path, tiny, monkeypatch):
+    """A run stored with projected=True (the default before the cost model) is another config: the refusal
+    says why (control: a run that differs in something else gets no such sentence)."""
+    run_experiment("tiny", out=tmp_path, progress=False, printer=lambda s: None)
+    path = tmp_path / "tiny" / "runs" / "SGD-seed0.json"
+    record = json.loads(path.read_text())
+    record["config"]["projected"] = True
+    from kltrain.studies.runfile import results_hash
+    from kltrain.studies.training import config_from_dict
+    record["config_hash"] = TrainResult(config_from_dict(record["config"])).config_hash
+    record["results_hash"] = results_hash(record)
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="written with projected=True"):
+        run_experiment("tiny", out=tmp_path, progress=False, printer=lambda s: None)
+    changed = TrainConfig("sgd", net="small", n_updates=6, eval_every=2, n_test=100, projected=True)
+    monkeypatch.setitem(EXPERIMENTS, "tiny", Experiment("tiny", "tiny", 1, {"SGD": changed}))
+    with pytest.raises(ValueError, match="different config") as refused:
+        run_experiment("tiny", out=tmp_path, progress=False, printer=lambda s: None)
+    assert "projected=True" not in str(refused.value)

@@ -299,7 +299,8 @@ def time_batched_table(seeds=5, n_updates=20, net="hidden", synthetic=False, toy
                        algorithms=("sgd", "is", "sgld", "hr")) -> dict:
     """Batched Table 6.1: 5 seeds × 4 algorithms (SGD, IS, SGLD, HR) side by side (kltrain.studies.batch)
     beside the same runs one at a time, both on the GPU: wall seconds per update of the whole table, and
-    whether every run's numbers agree (they must, bit for bit)."""
+    whether every run's numbers agree to float32 rounding (the largest relative difference of the final
+    parameters, and the accuracies; the Robbins–Monro block split depends on the runs in a launch)."""
     import time
     from dataclasses import replace
 
@@ -317,11 +318,12 @@ def time_batched_table(seeds=5, n_updates=20, net="hidden", synthetic=False, toy
     start = time.perf_counter()
     alone = [train(c, data=data, progress=False) for c in configs]
     serial = time.perf_counter() - start
-    same = all(a.test_accuracy == b.test_accuracy and np.array_equal(a.final_params, b.final_params)
-               for a, b in zip(together, alone))
+    worst = max(_relative(a.final_params, b.final_params) for a, b in zip(together, alone))
+    same = worst <= 1e-4 and all(np.allclose(a.test_accuracy, b.test_accuracy, atol=0.011)   # one test image in 100
+                                 for a, b in zip(together, alone))
     return {"row": "Table 6.1, batched", "runs": len(configs), "net": net, "updates": n_updates,
             "seconds_per_update_batched": batched / n_updates, "seconds_per_update_one_at_a_time": serial / n_updates,
-            "speedup": serial / batched, "same_results": bool(same)}
+            "speedup": serial / batched, "same_results": bool(same), "max_relative_difference": worst}
 
 
 def _first_and_best(fn, repeat):

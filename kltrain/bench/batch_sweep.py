@@ -6,7 +6,7 @@ problem has r ≈ B inputs), and where do XLA's GEMMs overtake our hand-written 
 (``full`` and ``reduced``, see :mod:`kltrain.bench.timing`) for B = 20, 100, 300, 500 on
 784–200–10 and 784–1000–10, ours and the peer's calls interleaved. The records are the
 bench's (:class:`~kltrain.bench.timing.BenchRecord`, with ``batch`` and ``sizes``); the
-committed run (``validation/data/bench-batch-sweep.json``) is what :mod:`kltrain.nets.cost`
+committed run (``validation/data/bench-like-for-like.json`` (its ``batch_sweep``)) is what :mod:`kltrain.nets.cost`
 was fitted to.
 
 Each case is timed ``repeat`` times per side, except that a case whose warm-up call took

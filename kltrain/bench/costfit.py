@@ -9,7 +9,7 @@ as ``validation/data/cost-model.json`` and pasted into ``kltrain.nets.cost.CONST
 (tests/test_cost.py checks that the two agree and that refitting the committed sweep gives
 them back)::
 
-    python -m kltrain.bench.costfit validation/data/bench-batch-sweep.json validation/data/cost-model.json \
+    python -m kltrain.bench.costfit validation/data/bench-like-for-like.json validation/data/cost-model.json \
         validation/data/gpu-h200.json
 """
 

@@ -85,7 +85,9 @@ class RobbinsMonro:
     c, alpha : steps a_j = c·j^{−α}; c > 0, α ∈ (1/2, 1] (paper §6: c = 0.1, α = 0.7).
     projected : True: the loss's reduced-coordinate fast path (:mod:`kltrain.fastpath`); False:
         per-sample; None (default): whichever the loss's cost model prices lower (``info.projected``).
-    fresh_minibatch : each iteration draws a new minibatch via ``loss.resample(rng)``.
+    fresh_minibatch : each iteration draws a new minibatch via ``loss.resample(rng)``; then ``projected``
+        None or True takes the minibatch loss's reduced heat term where it has one, False the per-sample
+        gradients.
     """
 
     kind: ClassVar[str] = "prox"
@@ -125,7 +127,7 @@ class RobbinsMonro:
         x, M, residual, first, seed = np.array(x_k, dtype=np.float64), self.n_samples, 0.0, None, 0
         for j, a in enumerate(self.steps(), start=1):
             batch, seed = loss.resample(rng), draw_seed(rng)
-            term = fast_path(batch, "heat_gradient_term")
+            term = fast_path(batch, "heat_gradient_term") if self.projected is not False else None
             if term is not None:  # an MLP minibatch loss: τ·mean ∇f(z_m) on its reduced problem
                 g_tau = np.asarray(term(x, tau, seed, M), np.float64)
             else:

@@ -9,8 +9,9 @@ as one call of it — R runs in one set of launches — and the others one by on
 runs then go on to their next call.
 
 This is the experiment-level ``vmap`` without rewriting a run as array code: a
-run's numbers cannot depend on who shares its launch, since the batched kernels
-keep the runs in separate blocks (tests/test_batch.py checks it bit for bit).
+run's numbers depend on who shares its launch at most through float32 rounding, since
+the batched kernels keep the runs in separate blocks (tests/test_batch.py checks it bit
+for bit where the block split is fixed: the CPU path and the simulator).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ minibatch's nonzeros × H₁ on the full problem, the triangle Σ_b min(b + 1, r
 reduced one, priced apart (β': the kernels read it as dense rows, the full problem's by CSR);
 later layers B·fan_in·fan_out). The constants are fitted (non-negative least
 squares on relative error) to the batch sweep ``kltrain bench --sweep-batch`` committed in
-``validation/data/bench-batch-sweep.json``; ``validation/data/cost-model.json`` holds them
+``validation/data/bench-like-for-like.json`` (its ``batch_sweep``); ``validation/data/cost-model.json`` holds them
 with the fit's provenance, and ``tests/test_cost.py`` checks that the two agree and that the
 model picks the measured faster path at every measured point where the two differ by more
 than 25%.
@@ -39,7 +39,7 @@ from __future__ import annotations
 ALGORITHMS = ("IS", "SGLD", "HR")
 TERMS = ("per_eval", "per_normal", "per_mac", "per_dense_mac", "fixed", "per_qr", "per_lift")
 
-# Fitted by kltrain.bench.costfit.fit_cost_model to validation/data/bench-batch-sweep.json (cpu) and
+# Fitted by kltrain.bench.costfit.fit_cost_model to validation/data/bench-like-for-like.json's batch_sweep (cpu) and
 # derived from validation/data/gpu-h200.json run 4 (cuda); validation/data/cost-model.json holds the same.
 CONSTANTS: dict[str, dict[str, dict[str, float]]] = {
     "cpu": {

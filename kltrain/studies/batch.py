@@ -15,8 +15,10 @@ users, for our training runs — but each run stays the readable one-run code of
 - **CPU path** (any other backend): the runs one after the other in this process, the
   code that ran them before (the CPU kernels already use every core).
 
-Both give each run exactly the numbers it gets alone: the same seeds and code, and
-kernels whose blocks never mix runs. A run's ``checkpoint`` is called as
+Both give each run the numbers it gets alone, to float32 rounding: the same seeds and code,
+and kernels whose blocks never mix runs (bit for bit on the CPU path and under the simulator;
+on a GPU the Robbins–Monro block split and the lone run's resident loop can change the last
+bits: docs/gpu.md). A run's ``checkpoint`` is called as
 ``train`` calls it, so result files, resumption and interrupted runs behave as before.
 An error in one run (a diverged chain) does not stop the others; the first is re-raised
 once they have finished.

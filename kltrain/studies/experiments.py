@@ -287,8 +287,12 @@ def finished_run(path: Path, cfg: TrainConfig, overwrite: bool) -> TrainResult |
     if not same_config(stored["config"], cfg):
         if overwrite:
             return None
+        old_default = stored["config"].get("projected") is True and cfg.projected is None   # before projected=None
         raise ValueError(f"{path} holds a run of a different config (hash {stored.get('config_hash')}, "
-                         f"this one {TrainResult(cfg).config_hash}); pass --overwrite (overwrite=True) or another --out")
+                         f"this one {TrainResult(cfg).config_hash})"
+                         + ("; it was written with projected=True, the default before the estimators chose the path "
+                            "by cost" if old_default else "")
+                         + "; pass --overwrite (overwrite=True) or another --out")
     return TrainResult.from_dict(stored) if stored["status"] == "done" else None
 
 
