@@ -191,6 +191,7 @@ def cuda_constants(gpu: dict, run: int = -1, nnz: int = 3927, active: int = 393)
 
 
 def main(argv=None) -> int:
+    """``python -m kltrain.bench.costfit SWEEP.json [OUT.json]``: fit the constants and print (or write) them."""
     argv = sys.argv[1:] if argv is None else argv
     sweep_path, out_path = Path(argv[0]), Path(argv[1]) if len(argv) > 1 else None
     data = json.loads(sweep_path.read_text())

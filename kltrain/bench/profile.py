@@ -216,7 +216,7 @@ def profile_gradient(net, batches=GRADIENT_BATCHES, repeat=5) -> list[dict]:
     (first layer by CSR loops over the nonzeros, later layers hand-written), its first-layer
     forward alone (``sparse_affine``: nnz·H₁ multiply–adds), the same product as a dense float32
     GEMM X·W₁ (B·inputs·H₁ multiply–adds), and NumPy's whole dense gradient
-    (:meth:`MLP.loss_and_grad`, GEMMs) — the last two on one BLAS thread. Medians of ``repeat``
+    (:meth:`kltrain.nets.MLP.loss_and_grad`, GEMMs) — the last two on one BLAS thread. Medians of ``repeat``
     calls; GFLOP/s = 2·multiply–adds/s.
     """
     from ..kernels import cpu_backend, cpu_mlp
@@ -253,6 +253,7 @@ def _gradient_row(problem, mb, p, repeat, cpu_backend, cpu_mlp) -> dict:
 
 
 def gradient_table(rows) -> list[str]:
+    """The printed lines of :func:`profile_gradient`'s rows: our gradient beside BLAS GEMMs, per problem and B."""
     lines = ["", "gradient (SGLD/HR inner step) against B: ours vs BLAS GEMM (one thread), median seconds",
              f"{'problem':<8} {'B':>4} {'ours grad':>10} {'NumPy grad':>10} {'ours W1 fwd':>11} {'GFLOP/s':>8} {'GEMM X.W1':>10} "
              f"{'GFLOP/s':>8}"]

@@ -6,7 +6,7 @@ Robbins–Monro: its M draws split per iteration). A second thread then gains li
 when another process holds a core every barrier waits for a descheduled thread. This
 times each chain of the bench (784–200–10, B = 20, both problems; IS beside them for
 contrast) with ``CHAIN_THREADS`` = 1 and = all threads, calls interleaved, and reports
-medians and the median of the per-pair ratios; :data:`kltrain.kernels.cpu_backend.CHAIN_THREADS`
+medians and the median of the per-pair ratios; ``kltrain.kernels.cpu_backend.CHAIN_THREADS``
 is set from it (one thread for both; see that module's docstring for the numbers). The bits do not depend on the choice (tests/test_thread_count.py).
 """
 

@@ -20,7 +20,7 @@ ratios. The baseline — the straightforward NumPy implementation of the same up
 is timed once, after both. Compare ratios, not absolute times across runs: the
 machines are shared and noisy (the JSON records the load average before and after).
 
-``--sweep-batch`` (:func:`run_batch_sweep`) repeats the comparison for B = 20…500 and a
+``--sweep-batch`` (:func:`kltrain.bench.batch_sweep.run_batch_sweep`) repeats the comparison for B = 20…500 and a
 wider net (784–1000–10), the data the choice of :mod:`kltrain.nets.cost` was fitted to.
 """
 
