@@ -95,7 +95,7 @@ EXTRA_MODULES = {"sphinx"}
 def test_shell_commands_parse():
     commands = [c for page in PAGES for c in shell_commands(page.read_text())]
     assert any(c.startswith("kltrain reproduce") for c in commands) and len(commands) >= 6
-    assert any("sphinx" in c for c in shell_commands(README.read_text()))  # the docs command, on the first screen
+    assert any("sphinx" in c for c in shell_commands(README.read_text()))  # the docs command, under 'Read on'
     for cmd in commands:
         check_command(cmd)
 
